@@ -1,0 +1,238 @@
+"""The gateway process: builds pipelines from the config, connects, routes, publishes, stops cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from gateway import __version__
+from gateway.config import GatewayConfig
+from gateway.inference import ModelRegistry
+from gateway.messages import InputMessage, Output
+from gateway.metrics import ProcessStats
+from gateway.mqtt import MqttLink
+from gateway.pipeline import DEFAULTS, InputQueue, Pipeline, Rejection
+from gateway.plugin import Plugin, PluginContext, plugin_class
+from gateway.publisher import DirectSink, Publisher, ResultSink, Source
+from gateway.router import Router
+from gateway.statestore import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """One gateway: MQTT link, router, pipelines with their plugins, publisher and scheduler."""
+
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.started_at = time.time()
+        self.data_dir = cfg.resolve(cfg.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.models = ModelRegistry(cfg.models, cfg.base_dir)
+        self._stop = threading.Event()
+        self._process = ProcessStats()
+        self._state_stores: list[StateStore] = []
+        self.pipelines: list[Pipeline] = []
+        self._sources: dict[str, Source] = {}
+
+        routes: list[tuple[str, Pipeline]] = []
+        for p_cfg in cfg.pipelines:
+            if p_cfg.enabled:
+                pipeline = self._build_pipeline(p_cfg.name)
+                self.pipelines.append(pipeline)
+                routes.extend((f, pipeline) for f in p_cfg.inputs)
+        self.router = Router(routes)
+        self.link = MqttLink(
+            cfg.mqtt,
+            cfg.client_id,
+            base_dir=cfg.base_dir,
+            will_topic=f"{cfg.topic_prefix}/status",
+            subscriptions=self.router.filters(),
+            on_message=self.router.dispatch,
+        )
+        self.link.add_connection_listener(self._on_connection)
+        self.sink: ResultSink = DirectSink(self.link)
+        self.publisher = Publisher(cfg.gateway_id, cfg.topic_prefix, self.sink, self.link)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+
+    # -- construction ---------------------------------------------------------------------------------
+    def _build_pipeline(self, name: str) -> Pipeline:
+        p_cfg = next(p for p in self.cfg.pipelines if p.name == name)
+        cls: type[Plugin[Any]] = plugin_class(p_cfg.plugin)
+        size, policy = DEFAULTS[cls.input_kind]
+        queue = InputQueue(p_cfg.queue.size or size, p_cfg.queue.policy or policy, p_cfg.queue.block_timeout_s)
+        state = StateStore(self.data_dir / "state.db", name)
+        self._state_stores.append(state)
+        holder: dict[str, Pipeline] = {}
+
+        def emit(out: Output) -> None:
+            holder["p"].emit([out])
+
+        def submit(msg: InputMessage) -> None:
+            holder["p"].offer(msg)
+
+        context = PluginContext(
+            pipeline=name,
+            gateway_id=self.cfg.gateway_id,
+            logger=logging.getLogger(f"plugins.{p_cfg.plugin}.{name}"),
+            clock=time.time,
+            data_dir=self.data_dir / "pipelines" / name,
+            models=self.models,
+            state=state,
+            emit=emit,
+            submit=submit,
+            config_dir=self.cfg.base_dir,
+        )
+        context.data_dir.mkdir(parents=True, exist_ok=True)
+        plugin = cls(self.cfg.plugin_options(name), context)
+        pipeline = Pipeline(name, plugin, queue, self.cfg.input.max_payload_bytes, self._publish, self._reject)
+        holder["p"] = pipeline
+        return pipeline
+
+    def _source(self, pipeline: Pipeline) -> Source:
+        src = self._sources.get(pipeline.name)
+        info = pipeline.plugin.model_info()
+        model = None if info is None else {"name": info.name, "version": info.version}
+        if src is None or src.model != model:
+            src = Source(pipeline.name, pipeline.plugin.name, model)
+            self._sources[pipeline.name] = src
+        return src
+
+    def _publish(self, pipeline: Pipeline, outputs: list[Output]) -> None:
+        self.publisher.publish_outputs(self._source(pipeline), outputs)
+
+    def _reject(self, r: Rejection) -> None:
+        log.warning("pipeline %s rejected a message from %s: %s", r.pipeline, r.topic, r.reason)
+        self.publisher.error(r.reason, pipeline=r.pipeline, topic=r.topic, size=r.size)
+
+    # -- running --------------------------------------------------------------------------------------
+    def _on_connection(self, up: bool) -> None:
+        if up:
+            self.publisher.online()
+            self.publisher.info(self.info())
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started": self.started_at,
+            "pipelines": [
+                {
+                    "name": p.name,
+                    "plugin": p.plugin.name,
+                    "inputs": next(c.inputs for c in self.cfg.pipelines if c.name == p.name),
+                }
+                for p in self.pipelines
+            ],
+            "models": self.models.describe() if hasattr(self.models, "describe") else {},
+        }
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "process": self._process.snapshot(),
+            "mqtt": {
+                "connected": self.link.connected,
+                "connects": self.link.connects,
+                "disconnects": self.link.disconnects,
+                "unrouted": self.router.unrouted,
+            },
+            "pipelines": {p.name: p.snapshot() for p in self.pipelines},
+        }
+        if hasattr(self.models, "describe"):
+            doc["models"] = self.models.describe()
+        return doc
+
+    def _publish_metrics(self) -> None:
+        try:
+            self.publisher.metrics(self.metrics_snapshot())
+        except Exception:
+            log.exception("metrics failed")
+
+    def _schedule_summaries(self, pipeline: Pipeline, interval: float) -> None:
+        state = {"start": time.time()}
+
+        def tick() -> None:
+            start, end = state["start"], time.time()
+            state["start"] = end
+
+            def run() -> None:
+                outputs = list(pipeline.plugin.summarize(start, end))
+                pipeline.emit(outputs)
+
+            pipeline.queue.call_soon(run)
+
+        self.scheduler.add_job(
+            tick, "interval", seconds=interval, id=f"summary-{pipeline.name}", max_instances=1, coalesce=True
+        )
+
+    def start(self) -> None:
+        for p in self.pipelines:
+            p.start()
+        for p_cfg in self.cfg.pipelines:
+            pipeline = next((p for p in self.pipelines if p.name == p_cfg.name), None)
+            if pipeline is not None:
+                self._schedule_summaries(pipeline, p_cfg.summary_interval_s)
+        self.scheduler.add_job(
+            self._publish_metrics,
+            "interval",
+            seconds=self.cfg.metrics.interval_s,
+            id="metrics",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        self.link.start()
+        log.info(
+            "gateway %s started: %d pipeline(s), broker %s:%s, prefix %s",
+            self.cfg.gateway_id,
+            len(self.pipelines),
+            self.cfg.mqtt.host,
+            self.cfg.mqtt.port,
+            self.cfg.topic_prefix,
+        )
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; then drain and exit 0."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        self.start()
+        while not self._stop.wait(0.5):
+            pass
+        return self.stop()
+
+    def stop(self) -> int:
+        log.info("stopping: intake closed, draining for up to %.1f s", self.cfg.drain_timeout_s)
+        self.router.stop_intake()
+        deadline = time.monotonic() + self.cfg.drain_timeout_s
+        left = 0
+        for p in self.pipelines:
+            left += p.stop(deadline)
+        if left:
+            log.warning("%d queued message(s) not processed before the drain deadline", left)
+        for p in self.pipelines:
+            try:
+                p.plugin.close()
+            except Exception:
+                log.exception("pipeline %s: close failed", p.name)
+        self.scheduler.shutdown(wait=False)
+        self._publish_metrics()
+        self.link.stop(final=(self.publisher.status_topic, b"offline"))
+        for s in self._state_stores:
+            s.close()
+        log.info("stopped")
+        return 0
+
+
+def data_path(cfg: GatewayConfig) -> Path:
+    """The data directory of a config, resolved."""
+    return cfg.resolve(cfg.data_dir)

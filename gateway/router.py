@@ -1,0 +1,56 @@
+"""Routes each received message to every pipeline whose topic filters match it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from paho.mqtt.client import topic_matches_sub
+
+from gateway.messages import RawMessage
+from gateway.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    """Topic filter -> pipelines. Runs on the MQTT network thread and does no work but enqueueing."""
+
+    def __init__(self, routes: Sequence[tuple[str, Pipeline]]) -> None:
+        self._routes = list(routes)
+        self._cache: dict[str, tuple[Pipeline, ...]] = {}
+        self._accepting = threading.Event()
+        self._accepting.set()
+        self.unrouted = 0
+
+    def filters(self) -> list[str]:
+        """The distinct filters to subscribe to."""
+        return sorted({f for f, _ in self._routes})
+
+    def pipelines_for(self, topic: str) -> tuple[Pipeline, ...]:
+        hit = self._cache.get(topic)
+        if hit is None:
+            seen: dict[str, Pipeline] = {}
+            for f, p in self._routes:
+                if p.name not in seen and topic_matches_sub(f, topic):
+                    seen[p.name] = p
+            hit = tuple(seen.values())
+            if len(self._cache) < 10_000:  # bound the cache: topics with ids in them are unbounded
+                self._cache[topic] = hit
+        return hit
+
+    def stop_intake(self) -> None:
+        """From now on messages are not taken (and not acknowledged, so the broker keeps them)."""
+        self._accepting.clear()
+
+    def dispatch(self, message: RawMessage) -> bool:
+        """Hand ``message`` to its pipelines. Returns False when intake has stopped (leave it unacknowledged)."""
+        if not self._accepting.is_set():
+            return False
+        pipelines = self.pipelines_for(message.topic)
+        if not pipelines:
+            self.unrouted += 1
+        for p in pipelines:
+            p.offer(message)
+        return True

@@ -1,0 +1,1 @@
+"""Built-in pipeline plugins; each registers itself through the ``edge_gateway.plugins`` entry-point group."""
