@@ -7,6 +7,7 @@ persistence (so a restart keeps sessions and queued messages).
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -68,6 +69,8 @@ class LocalBroker:
 
     def _config(self) -> str:
         lines = [
+            # Started as root, mosquitto drops to the `mosquitto` user, which cannot read private temp dirs.
+            f"user {getpass.getuser()}",
             "per_listener_settings false",
             "allow_anonymous true",
             f"listener {self.port} {self.host}",

@@ -17,6 +17,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttConfig
 from gateway.messages import RawMessage
@@ -62,6 +63,7 @@ class MqttLink:
         self.connects = 0
         self.disconnects = 0
         self._stopping = False
+        self._first_match: dict[str, int] = {}
         base = base_dir or Path.cwd()
 
         # Manual acknowledgement: a QoS1 message is acknowledged once a pipeline queue has taken it, so
@@ -168,13 +170,38 @@ class MqttLink:
         session = bool(getattr(flags, "session_present", False))
         log.info("%s: connected to %s:%s (session present: %s)", self.name, self.cfg.host, self.cfg.port, session)
         if self._subscriptions:
-            client.subscribe([(f, 1) for f in self._subscriptions])
+            self._subscribe(client)
         self._connected.set()
         for cb in self._conn_listeners:
             try:
                 cb(True)
             except Exception:
                 log.exception("connection listener failed")
+
+    def _subscribe(self, client: paho.Client) -> None:
+        if not self._v5:
+            client.subscribe([(f, 1) for f in self._subscriptions])
+            return
+        # Filters that partly overlap (a/+/c and a/b/+) make the broker send one message once per filter.
+        # Each filter gets a subscription identifier; a copy is kept only for the lowest matching one.
+        for ident, f in enumerate(self._subscriptions, start=1):
+            props = Properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = ident
+            client.subscribe(f, options=SubscribeOptions(qos=1), properties=props)
+
+    def _is_duplicate_copy(self, msg: paho.MQTTMessage) -> bool:
+        if not self._v5 or len(self._subscriptions) < 2:
+            return False
+        ids = getattr(msg.properties, "SubscriptionIdentifier", None)
+        if not ids:
+            return False
+        first = self._first_match.get(msg.topic)
+        if first is None:
+            plain = [f.split("/", 2)[2] if f.startswith("$share/") else f for f in self._subscriptions]
+            first = next((i for i, f in enumerate(plain, start=1) if paho.topic_matches_sub(f, msg.topic)), 0)
+            if len(self._first_match) < 10_000:
+                self._first_match[msg.topic] = first
+        return min(ids) != first
 
     def _handle_disconnect(
         self, _c: paho.Client, _ud: object, _flags: object, rc: paho.ReasonCode, _props: object
@@ -192,6 +219,10 @@ class MqttLink:
                     log.exception("connection listener failed")
 
     def _handle_message(self, _c: paho.Client, _ud: object, msg: paho.MQTTMessage) -> None:
+        if self._is_duplicate_copy(msg):
+            if msg.qos > 0:
+                self._client.ack(msg.mid, msg.qos)
+            return
         taken = True
         if self._on_message is not None:
             taken = self._on_message(RawMessage(msg.topic, msg.payload, msg.qos, bool(msg.retain), time.time()))

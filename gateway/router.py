@@ -14,6 +14,25 @@ from gateway.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 
+def covers(wide: str, narrow: str) -> bool:
+    """Whether every topic matched by filter ``narrow`` is also matched by filter ``wide``."""
+    w, n = wide.split("/"), narrow.split("/")
+    for i, level in enumerate(w):
+        if level == "#":
+            return True
+        if i >= len(n) or n[i] == "#":
+            return False
+        if level != "+" and (n[i] == "+" or level != n[i]):
+            return False
+    return len(w) == len(n)
+
+
+def minimal_filters(filters: Sequence[str]) -> list[str]:
+    """The filters with those covered by another removed, so the broker does not send one message twice."""
+    unique = sorted(set(filters))
+    return [f for f in unique if not any(o != f and covers(o, f) for o in unique)]
+
+
 class Router:
     """Topic filter -> pipelines. Runs on the MQTT network thread and does no work but enqueueing."""
 
@@ -25,8 +44,8 @@ class Router:
         self.unrouted = 0
 
     def filters(self) -> list[str]:
-        """The distinct filters to subscribe to."""
-        return sorted({f for f, _ in self._routes})
+        """The filters to subscribe to: distinct, none covered by another."""
+        return minimal_filters([f for f, _ in self._routes])
 
     def pipelines_for(self, topic: str) -> tuple[Pipeline, ...]:
         hit = self._cache.get(topic)

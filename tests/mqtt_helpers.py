@@ -126,8 +126,18 @@ class GatewayProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def wait_started(self, timeout: float = 20.0) -> bool:
+        """Until the gateway logged that it started (signal handlers are installed by then)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "gateway.app: gateway" in self.output() or (self.proc is not None and self.proc.poll() is not None):
+                return "gateway.app: gateway" in self.output()
+            time.sleep(0.05)
+        return False
+
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
+        self.wait_started()
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
