@@ -14,7 +14,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.inference import ModelRegistry
-from gateway.messages import InputMessage, Output
+from gateway.integrations import Integrations
+from gateway.messages import InputMessage, Output, RawMessage
 from gateway.metrics import ProcessStats
 from gateway.mqtt import MqttLink
 from gateway.pipeline import DEFAULTS, InputQueue, Pipeline, Rejection
@@ -48,17 +49,25 @@ class Gateway:
                 self.pipelines.append(pipeline)
                 routes.extend((f, pipeline) for f in p_cfg.inputs)
         self.router = Router(routes)
+        self.integrations = Integrations.for_gateway(cfg, lambda t, p, q, r: self.link.publish(t, p, q, r))
         self.link = MqttLink(
             cfg.mqtt,
             cfg.client_id,
             base_dir=cfg.base_dir,
             will_topic=f"{cfg.topic_prefix}/status",
             subscriptions=self.router.filters(),
-            on_message=self.router.dispatch,
+            extra_subscriptions=self.integrations.subscriptions(),
+            on_message=self._dispatch,
         )
         self.link.add_connection_listener(self._on_connection)
         self.sink: ResultSink = DirectSink(self.link)
-        self.publisher = Publisher(cfg.gateway_id, cfg.topic_prefix, self.sink, self.link)
+        self.publisher = Publisher(
+            cfg.gateway_id,
+            cfg.topic_prefix,
+            self.sink,
+            self.link,
+            state_min_interval_s=cfg.outputs.state_min_interval_s,
+        )
         self.scheduler = BackgroundScheduler(timezone="UTC")
 
     # -- construction ---------------------------------------------------------------------------------
@@ -104,8 +113,15 @@ class Gateway:
             self._sources[pipeline.name] = src
         return src
 
+    def _dispatch(self, msg: RawMessage) -> bool:
+        if self.integrations.handles(msg.topic):
+            self.integrations.on_message(msg.topic, msg.payload)
+            return True
+        return self.router.dispatch(msg)
+
     def _publish(self, pipeline: Pipeline, outputs: list[Output]) -> None:
         self.publisher.publish_outputs(self._source(pipeline), outputs)
+        self.integrations.on_outputs(pipeline.name, pipeline.plugin.name, outputs)
 
     def _reject(self, r: Rejection) -> None:
         log.warning("pipeline %s rejected a message from %s: %s", r.pipeline, r.topic, r.reason)
@@ -116,6 +132,7 @@ class Gateway:
         if up:
             self.publisher.online()
             self.publisher.info(self.info())
+            self.integrations.on_connect()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -150,7 +167,9 @@ class Gateway:
 
     def _publish_metrics(self) -> None:
         try:
-            self.publisher.metrics(self.metrics_snapshot())
+            doc = self.metrics_snapshot()
+            self.publisher.metrics(doc)
+            self.integrations.on_metrics(doc)
         except Exception:
             log.exception("metrics failed")
 
@@ -187,6 +206,7 @@ class Gateway:
             coalesce=True,
         )
         self.scheduler.start()
+        self.integrations.start()
         self.link.start()
         log.info(
             "gateway %s started: %d pipeline(s), broker %s:%s, prefix %s",
@@ -225,7 +245,9 @@ class Gateway:
             except Exception:
                 log.exception("pipeline %s: close failed", p.name)
         self.scheduler.shutdown(wait=False)
+        self.publisher.close()
         self._publish_metrics()
+        self.integrations.stop()
         self.link.stop(final=(self.publisher.status_topic, b"offline"))
         for s in self._state_stores:
             s.close()

@@ -49,12 +49,15 @@ class MqttLink:
         base_dir: Path | None = None,
         will_topic: str | None = None,
         subscriptions: Sequence[str] = (),
+        extra_subscriptions: Sequence[str] = (),
         on_message: Callable[[RawMessage], bool] | None = None,
         name: str = "mqtt",
     ) -> None:
         self.cfg = cfg
         self.name = name
-        self._subscriptions = [shared_filter(f, cfg.shared_group) for f in subscriptions]
+        # Input filters are shared in a group when configured; the gateway's own control topics never are
+        # (shared subscriptions get no retained messages).
+        self._subscriptions = [shared_filter(f, cfg.shared_group) for f in subscriptions] + list(extra_subscriptions)
         self._on_message = on_message
         self._ack_listeners: list[Callable[[int], None]] = []
         self._conn_listeners: list[Callable[[bool], None]] = []

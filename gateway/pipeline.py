@@ -182,9 +182,10 @@ class Pipeline:
             self.counters.add("errors")
             self._reject(Rejection(self.name, message.topic, f"processing failed: {type(e).__name__}: {e}", 0))
             return
-        self.counters.add("processed")
+        # processed and outputs are only ever changed by this worker thread: no lock needed
+        self.counters.processed += 1
         if outputs:
-            self.counters.add("outputs", len(outputs))
+            self.counters.outputs += len(outputs)
             self._publish(self, outputs)
         self.counters.latency.add(time.perf_counter() - start)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,6 +96,60 @@ class Transport(Protocol):
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None: ...
 
 
+class StateThrottle:
+    """Publishes each state topic at most once per interval; the latest value always goes out.
+
+    A busy pipeline updating the same key thousands of times a second would otherwise spend most of its
+    time publishing values that are replaced before anyone reads them.
+    """
+
+    def __init__(self, transport: Transport, interval_s: float) -> None:
+        self._transport = transport
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+        self._pending: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if interval_s > 0:
+            self._thread = threading.Thread(target=self._run, name="state-throttle", daemon=True)
+            self._thread.start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        if self._interval <= 0:
+            self._transport.publish(topic, payload, 1, True)
+            return
+        now = time.monotonic()
+        with self._lock:
+            if topic in self._pending or now - self._last.get(topic, -1e9) < self._interval:
+                self._pending[topic] = payload
+                return
+            self._last[topic] = now
+            if len(self._last) > 100_000:  # bound the memory of topics seen
+                self._last.clear()
+        self._transport.publish(topic, payload, 1, True)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            now = time.monotonic()
+            for topic in pending:
+                self._last[topic] = now
+        for topic, payload in pending.items():
+            self._transport.publish(topic, payload, 1, True)
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._interval)
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+        self._wake.set()
+
+
 class DirectSink:
     """Publishes at once; while disconnected, paho's own bounded queue holds QoS1 messages."""
 
@@ -127,12 +182,14 @@ class Publisher:
         stored: ResultSink,
         live: Transport,
         clock: Callable[[], float] = time.time,
+        state_min_interval_s: float = 0.0,
     ) -> None:
         self.gateway_id = gateway_id
         self.prefix = prefix
         self._stored = stored
         self._live = live
         self._clock = clock
+        self._state = StateThrottle(live, state_min_interval_s)
 
     # -- topics ---------------------------------------------------------------------------------------
     def topic(self, *levels: str) -> str:
@@ -181,7 +238,7 @@ class Publisher:
             elif isinstance(out, State):
                 levels = ("state",) if out.key is None else ("state", topic_level(out.key))
                 doc = {**base, "ts": now, "key": out.key, "data": out.data}
-                self._live.publish(self.topic(source.pipeline, *levels), encode(doc), 1, True)
+                self._state.publish(self.topic(source.pipeline, *levels), encode(doc))
             elif isinstance(out, Telemetry):
                 doc = {"v": SCHEMA_VERSION, "ts": now, "pipeline": source.pipeline, "data": out.data}
                 self._live.publish(self.topic(source.pipeline, topic_level(out.channel)), encode(doc), 0, False)
@@ -189,6 +246,13 @@ class Publisher:
                 raise TypeError(f"not an output: {out!r}")
         if stored:
             self._stored.submit(stored)
+
+    def flush(self) -> None:
+        """Publish every state held back by the throttle now (at shutdown)."""
+        self._state.flush()
+
+    def close(self) -> None:
+        self._state.close()
 
     # -- gateway messages -----------------------------------------------------------------------------
     def error(self, reason: str, *, pipeline: str | None = None, topic: str | None = None, size: int = 0) -> None:

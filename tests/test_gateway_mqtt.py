@@ -78,7 +78,7 @@ def test_readings_flow_to_every_output_kind_and_match_the_schemas(broker: LocalB
     assert len({e["id"] for e in decoded}) == 20 and [e["id"] for e in decoded] == sorted(e["id"] for e in decoded)
     for e in decoded:
         jsonschema.validate(e, schema("event"))
-    for topic, suffix, name in [
+    for topic, _suffix, name in [
         ("/states/state/m1", None, "state"),
         ("/events/summary", None, "summary"),
         ("/metrics", None, "metrics"),

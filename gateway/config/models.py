@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.inference import ModelSpec
+from gateway.integrations.config import HomeAssistantConfig, PrometheusConfig, SparkplugConfig
 from gateway.store.config import CloudConfig, StoreConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -235,6 +236,19 @@ class InputConfig(Section):
     )
 
 
+class OutputsConfig(Section):
+    """How results are published."""
+
+    state_min_interval_s: float = Field(
+        0.2,
+        ge=0,
+        le=3600,
+        title="State publish interval",
+        description="Retained state of one key is published at most this often; in between only the latest value is "
+        "kept and it goes out when the interval ends (0 = every change). Events and summaries are never thinned.",
+    )
+
+
 class MetricsConfig(Section):
     """The periodic metrics message."""
 
@@ -287,6 +301,9 @@ class GatewayConfig(BaseSettings):
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, title="MQTT", description="The local broker.")
     input: InputConfig = Field(default_factory=InputConfig, title="Input", description="Payload decoding limits.")
+    outputs: OutputsConfig = Field(
+        default_factory=OutputsConfig, title="Outputs", description="How results are published."
+    )
     models: dict[str, ModelSpec] = Field(
         default_factory=dict, title="Models", description="Models by name, referenced from plugin options."
     )
@@ -298,6 +315,21 @@ class GatewayConfig(BaseSettings):
     )
     cloud: CloudConfig = Field(
         default_factory=CloudConfig, title="Cloud sync", description="Where summaries are synced."
+    )
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        title="Home Assistant",
+        description="MQTT discovery of the pipelines' entities in Home Assistant.",
+    )
+    sparkplug: SparkplugConfig = Field(
+        default_factory=SparkplugConfig,
+        title="Sparkplug B",
+        description="A Sparkplug B edge node for SCADA hosts (its own MQTT connection).",
+    )
+    prometheus: PrometheusConfig = Field(
+        default_factory=PrometheusConfig,
+        title="Prometheus",
+        description="An HTTP /metrics endpoint with the figures of the metrics topic.",
     )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, title="Metrics", description="Health and metrics messages."
