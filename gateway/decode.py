@@ -41,6 +41,8 @@ class DecodeError(ValueError):
 def _ts(value: Any, default: float, where: str) -> float:
     if value is None:
         return default
+    if type(value) is float and 0 <= value <= 1e11:  # the common case, seconds since the epoch
+        return value  # type: ignore[no-any-return]
     if isinstance(value, bool):
         raise DecodeError(f"{where}ts: expected seconds since the epoch or an ISO 8601 string, got a boolean")
     if isinstance(value, (int, float)):
@@ -63,32 +65,33 @@ def _ts(value: Any, default: float, where: str) -> float:
 
 
 def _values(obj: Mapping[str, Any], where: str) -> dict[str, float]:
-    if "values" in obj:
-        raw = obj["values"]
-        if not isinstance(raw, Mapping) or not raw:
-            raise DecodeError(f"{where}values: expected a non-empty object of channel: number")
-    elif "value" in obj:
+    raw = obj.get("values")
+    if raw is None:
+        if "value" not in obj:
+            raise DecodeError(f"{where}: a reading needs 'values' (or 'value')")
         raw = {"value": obj["value"]}
-    else:
-        raise DecodeError(f"{where}: a reading needs 'values' (or 'value')")
+    elif not isinstance(raw, dict) or not raw:
+        raise DecodeError(f"{where}values: expected a non-empty object of channel: number")
     out: dict[str, float] = {}
     for k, v in raw.items():
-        if isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, (int, float)):
-            raise DecodeError(f"{where}values.{k}: expected a number, got {type(v).__name__}")
-        f = float(v)
-        if not math.isfinite(f):
+        t = type(v)
+        if t is float:
+            f = v
+        elif t is int or t is bool:
+            f = float(v)
+        else:
+            raise DecodeError(f"{where}values.{k}: expected a number, got {t.__name__}")
+        if f - f != 0.0:  # NaN or an infinity (json.loads accepts both)
             raise DecodeError(f"{where}values.{k}: {f} is not a finite number")
-        out[str(k)] = f
+        out[k] = f
     return out
 
 
 def _reading(obj: Any, source: str, now: float, where: str) -> Reading:
-    if not isinstance(obj, Mapping):
+    if type(obj) is not dict:
         raise DecodeError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     src = obj.get("source", source)
-    if not isinstance(src, str) or not src:
+    if type(src) is not str or not src:
         raise DecodeError(f"{where}source: expected a non-empty string")
     return Reading(ts=_ts(obj.get("ts"), now, where), source=src, values=_values(obj, where))
 
@@ -96,10 +99,12 @@ def _reading(obj: Any, source: str, now: float, where: str) -> Reading:
 def decode_readings(msg: RawMessage) -> ReadingBatch:
     """Decode a JSON readings payload (single or batch) from ``msg``."""
     try:
-        doc = json.loads(msg.payload)
+        doc = json.loads(msg.payload.decode("utf-8"))  # UTF-8 only: skips json's encoding detection
     except (UnicodeDecodeError, ValueError) as e:
         raise DecodeError(f"not valid JSON: {e}") from None
     now = msg.received_at
+    if type(doc) is dict and "readings" not in doc:  # the common case first: one reading
+        return ReadingBatch(topic=msg.topic, received_at=now, readings=(_reading(doc, msg.topic, now, ""),))
     if isinstance(doc, (int, float)) and not isinstance(doc, bool):
         readings: tuple[Reading, ...] = (_reading({"value": doc}, msg.topic, now, ""),)
     elif isinstance(doc, list):

@@ -107,7 +107,7 @@ class StateThrottle:
         self._transport = transport
         self._interval = interval_s
         self._last: dict[str, float] = {}
-        self._pending: dict[str, bytes] = {}
+        self._pending: dict[str, Mapping[str, Any]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -116,19 +116,23 @@ class StateThrottle:
             self._thread = threading.Thread(target=self._run, name="state-throttle", daemon=True)
             self._thread.start()
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, doc: Mapping[str, Any]) -> None:
+        """Publish ``doc`` on ``topic`` now, or hold it (replacing what is held) until the interval ends.
+
+        Documents are encoded only when they go out: most of a busy key's values never do.
+        """
         if self._interval <= 0:
-            self._transport.publish(topic, payload, 1, True)
+            self._transport.publish(topic, encode(doc), 1, True)
             return
         now = time.monotonic()
         with self._lock:
             if topic in self._pending or now - self._last.get(topic, -1e9) < self._interval:
-                self._pending[topic] = payload
+                self._pending[topic] = doc
                 return
             self._last[topic] = now
             if len(self._last) > 100_000:  # bound the memory of topics seen
                 self._last.clear()
-        self._transport.publish(topic, payload, 1, True)
+        self._transport.publish(topic, encode(doc), 1, True)
 
     def flush(self) -> None:
         with self._lock:
@@ -136,8 +140,8 @@ class StateThrottle:
             now = time.monotonic()
             for topic in pending:
                 self._last[topic] = now
-        for topic, payload in pending.items():
-            self._transport.publish(topic, payload, 1, True)
+        for topic, doc in pending.items():
+            self._transport.publish(topic, encode(doc), 1, True)
 
     def _run(self) -> None:
         while not self._closed:
@@ -190,10 +194,17 @@ class Publisher:
         self._live = live
         self._clock = clock
         self._state = StateThrottle(live, state_min_interval_s)
+        self._topics: dict[tuple[str, ...], str] = {}
 
     # -- topics ---------------------------------------------------------------------------------------
     def topic(self, *levels: str) -> str:
-        return "/".join((self.prefix, *levels))
+        """``<prefix>/<levels...>`` (cached: the same few topics are built for every output)."""
+        t = self._topics.get(levels)
+        if t is None:
+            t = "/".join((self.prefix, *(topic_level(level) for level in levels)))
+            if len(self._topics) < 100_000:
+                self._topics[levels] = t
+        return t
 
     @property
     def status_topic(self) -> str:
@@ -236,9 +247,9 @@ class Publisher:
                     )
                 )
             elif isinstance(out, State):
-                levels = ("state",) if out.key is None else ("state", topic_level(out.key))
+                levels = ("state",) if out.key is None else ("state", out.key)
                 doc = {**base, "ts": now, "key": out.key, "data": out.data}
-                self._state.publish(self.topic(source.pipeline, *levels), encode(doc))
+                self._state.publish(self.topic(source.pipeline, *levels), doc)
             elif isinstance(out, Telemetry):
                 doc = {"v": SCHEMA_VERSION, "ts": now, "pipeline": source.pipeline, "data": out.data}
                 self._live.publish(self.topic(source.pipeline, topic_level(out.channel)), encode(doc), 0, False)
