@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway import __version__
 from gateway.config import GatewayConfig
+from gateway.health import HEARTBEAT_FILE, HeartbeatFile
 from gateway.inference import ModelRegistry
 from gateway.integrations import Integrations
 from gateway.messages import InputMessage, Output, RawMessage
@@ -69,6 +70,7 @@ class Gateway:
             state_min_interval_s=cfg.outputs.state_min_interval_s,
         )
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.heartbeat = HeartbeatFile(self.data_dir / HEARTBEAT_FILE, cfg.metrics.interval_s)
 
     # -- construction ---------------------------------------------------------------------------------
     def _build_pipeline(self, name: str) -> Pipeline:
@@ -172,6 +174,10 @@ class Gateway:
             self.integrations.on_metrics(doc)
         except Exception:
             log.exception("metrics failed")
+        try:
+            self.heartbeat.beat(self.link.connected, {p.name: p.alive for p in self.pipelines})
+        except OSError as e:
+            log.warning("cannot write the heartbeat %s: %s", self.heartbeat.path, e)
 
     def _schedule_summaries(self, pipeline: Pipeline, interval: float) -> None:
         state = {"start": time.time()}
@@ -251,6 +257,7 @@ class Gateway:
         self.link.stop(final=(self.publisher.status_topic, b"offline"))
         for s in self._state_stores:
             s.close()
+        self.heartbeat.stopped()
         log.info("stopped")
         return 0
 

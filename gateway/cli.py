@@ -74,7 +74,7 @@ def check_config(path: Path, broker: bool = False, timeout: float = 3.0) -> list
     try:
         cfg = load_config(path)
     except ConfigError as e:
-        return [f"{path}: {p}" for p in e.problems]
+        return [str(p) for p in e.problems]
     problems: list[str] = []
     from gateway.inference import ModelRegistry
 
@@ -84,11 +84,11 @@ def check_config(path: Path, broker: bool = False, timeout: float = 3.0) -> list
             model = registry.get(name)
             model.close()
         except Exception as e:
-            problems.append(f"{path}: models.{name}: {e}")
+            problems.append(f"models.{name}: {e}")
     if broker:
         err = _broker_reachable(cfg.mqtt.host, cfg.mqtt.port, timeout)
         if err:
-            problems.append(f"{path}: mqtt: {err}")
+            problems.append(f"mqtt: {err}")
     return problems
 
 
@@ -143,7 +143,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 # Areas that add their own commands: module with `register_cli(subparsers)`.
-_EXTENSIONS = ("gateway.inference.cli", "gateway.store.cli", "gateway.demo", "gateway.watch")
+_EXTENSIONS = ("gateway.health", "gateway.inference.cli", "gateway.store.cli", "gateway.demo", "gateway.watch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -218,6 +218,11 @@ class Pipeline:
             self._thread.join(2.0)
         return left
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        return self._thread.is_alive()
+
     def snapshot(self) -> dict[str, Any]:
         data = self.counters.snapshot()
         data["queue"] = {"depth": len(self.queue), "size": self.queue.size, "policy": self.queue.policy}

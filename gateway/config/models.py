@@ -302,7 +302,9 @@ class GatewayConfig(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, title="MQTT", description="The local broker.")
     input: InputConfig = Field(default_factory=InputConfig, title="Input", description="Payload decoding limits.")
     outputs: OutputsConfig = Field(
-        default_factory=OutputsConfig, title="Outputs", description="How results are published."
+        default_factory=OutputsConfig,
+        title="Outputs",
+        description="Publishing of results: how often retained state may be republished.",
     )
     models: dict[str, ModelSpec] = Field(
         default_factory=dict, title="Models", description="Models by name, referenced from plugin options."
