@@ -109,7 +109,11 @@ def registered_plugins() -> Mapping[str, type[Plugin[Any]]]:
     """All plugins in the entry-point group, by name."""
     found: dict[str, type[Plugin[Any]]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as e:  # a broken third-party plugin must not take the others down
+            logging.getLogger(__name__).error("plugin %s (%s) cannot be loaded: %s", ep.name, ep.value, e)
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Plugin)):
             logging.getLogger(__name__).warning("entry point %s is not a Plugin subclass; ignored", ep.value)
             continue
