@@ -21,9 +21,10 @@ from gateway.metrics import ProcessStats
 from gateway.mqtt import MqttLink
 from gateway.pipeline import DEFAULTS, InputQueue, Pipeline, Rejection
 from gateway.plugin import Plugin, PluginContext, plugin_class
-from gateway.publisher import DirectSink, Publisher, ResultSink, Source
+from gateway.publisher import Publisher, ResultSink, Source
 from gateway.router import Router
 from gateway.statestore import StateStore
+from gateway.store.service import LOCAL, StoreService
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,11 @@ class Gateway:
             on_message=self._dispatch,
         )
         self.link.add_connection_listener(self._on_connection)
-        self.sink: ResultSink = DirectSink(self.link)
+        # Events and summaries are stored before they are published (at-least-once, survives restarts).
+        self.store = StoreService(
+            cfg.store, cfg.cloud, cfg.gateway_id, self.link, data_dir=self.data_dir, on_error=self._store_error
+        )
+        self.sink: ResultSink = self.store
         self.publisher = Publisher(
             cfg.gateway_id,
             cfg.topic_prefix,
@@ -125,6 +130,10 @@ class Gateway:
         self.publisher.publish_outputs(self._source(pipeline), outputs)
         self.integrations.on_outputs(pipeline.name, pipeline.plugin.name, outputs)
 
+    def _store_error(self, reason: str, detail: str) -> None:
+        log.error("store: %s: %s", reason, detail)
+        self.publisher.error(f"{reason}: {detail}")
+
     def _reject(self, r: Rejection) -> None:
         log.warning("pipeline %s rejected a message from %s: %s", r.pipeline, r.topic, r.reason)
         self.publisher.error(r.reason, pipeline=r.pipeline, topic=r.topic, size=r.size)
@@ -162,6 +171,7 @@ class Gateway:
                 "unrouted": self.router.unrouted,
             },
             "pipelines": {p.name: p.snapshot() for p in self.pipelines},
+            "store": self.store.stats(),
         }
         if hasattr(self.models, "describe"):
             doc["models"] = self.models.describe()
@@ -213,6 +223,7 @@ class Gateway:
         )
         self.scheduler.start()
         self.integrations.start()
+        self.store.start()
         self.link.start()
         log.info(
             "gateway %s started: %d pipeline(s), broker %s:%s, prefix %s",
@@ -236,6 +247,16 @@ class Gateway:
             pass
         return self.stop()
 
+    def _await_delivery(self, deadline: float) -> None:
+        """Give the local deliverer until the drain deadline (at least a moment) to empty its backlog;
+        what is left stays in the store and goes out after the next start."""
+        end = max(deadline, time.monotonic() + 1.0)
+        while time.monotonic() < end and self.link.connected:
+            d = self.store.stats()["destinations"].get(LOCAL, {})
+            if not d.get("pending") and not d.get("in_flight"):
+                return
+            time.sleep(0.05)
+
     def stop(self) -> int:
         log.info("stopping: intake closed, draining for up to %.1f s", self.cfg.drain_timeout_s)
         self.router.stop_intake()
@@ -252,8 +273,10 @@ class Gateway:
                 log.exception("pipeline %s: close failed", p.name)
         self.scheduler.shutdown(wait=False)
         self.publisher.close()
+        self._await_delivery(deadline)
         self._publish_metrics()
         self.integrations.stop()
+        self.store.stop()
         self.link.stop(final=(self.publisher.status_topic, b"offline"))
         for s in self._state_stores:
             s.close()

@@ -111,6 +111,7 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0  # this run's output only
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "run", "-c", str(self.config)],
@@ -142,7 +143,12 @@ class GatewayProcess:
         return self.proc.wait(timeout)
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        """What this run wrote (a restarted gateway appends to the same log)."""
+        if not self.log.exists():
+            return ""
+        with open(self.log, "rb") as f:
+            f.seek(getattr(self, "_offset", 0))
+            return f.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -318,3 +318,22 @@ def test_mutual_tls_with_client_certificates(tmp_path: Path, gateway_factory) ->
         assert plain.port > 0
     finally:
         tls_broker.stop()
+
+
+def test_json_logs_are_one_object_per_line_and_never_carry_the_password(broker: LocalBroker, gateway_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    doc = base_config(broker.port, pipelines=[passthrough("p", ["in/#"])])
+    doc["logging"] = {"format": "json", "level": "DEBUG"}
+    doc["mqtt"]["username"] = "gw"
+    doc["mqtt"]["password"] = "pa55-secret-word"
+    col = Collector(broker.host, broker.port, [f"{PREFIX}/#"])
+    gw = gateway_factory(doc)
+    wait_online(col)
+    publish_all(broker.host, broker.port, [("in/x", b"{broken")])
+    col.wait_count("/errors", 1)
+    assert gw.terminate() == 0
+    lines = [line for line in gw.output().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records and len(records) >= len(lines) - 2  # anything else would be a stray print
+    assert {"ts", "level", "logger", "message"} <= set(records[0])
+    assert any("rejected a message from in/x" in r["message"] for r in records)
+    assert "pa55-secret-word" not in gw.output()
