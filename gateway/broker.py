@@ -52,6 +52,7 @@ class LocalBroker:
         persistence: bool = True,
         extra_config: str = "",
         tls: dict[str, str] | None = None,
+        password_file: Path | None = None,
     ) -> None:
         binary = mosquitto_binary()
         if binary is None:
@@ -64,6 +65,7 @@ class LocalBroker:
         self.persistence = persistence
         self.extra_config = extra_config
         self.tls = tls
+        self.password_file = password_file
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
 
@@ -72,7 +74,8 @@ class LocalBroker:
             # Started as root, mosquitto drops to the `mosquitto` user, which cannot read private temp dirs.
             f"user {getpass.getuser()}",
             "per_listener_settings false",
-            "allow_anonymous true",
+            "allow_anonymous false" if self.password_file else "allow_anonymous true",
+            *([f"password_file {self.password_file}"] if self.password_file else []),
             f"listener {self.port} {self.host}",
         ]
         if self.tls:

@@ -320,7 +320,9 @@ def test_mutual_tls_with_client_certificates(tmp_path: Path, gateway_factory) ->
         tls_broker.stop()
 
 
-def test_json_logs_are_one_object_per_line_and_never_carry_the_password(broker: LocalBroker, gateway_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_json_logs_are_one_object_per_line_and_never_carry_the_password(
+    broker: LocalBroker, gateway_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     doc = base_config(broker.port, pipelines=[passthrough("p", ["in/#"])])
     doc["logging"] = {"format": "json", "level": "DEBUG"}
     doc["mqtt"]["username"] = "gw"
@@ -337,3 +339,55 @@ def test_json_logs_are_one_object_per_line_and_never_carry_the_password(broker: 
     assert {"ts", "level", "logger", "message"} <= set(records[0])
     assert any("rejected a message from in/x" in r["message"] for r in records)
     assert "pa55-secret-word" not in gw.output()
+
+
+def test_reconnects_and_resubscribes_after_the_broker_restarts(tmp_path: Path, gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    b = LocalBroker(workdir=tmp_path / "restarting").start()
+    try:
+        doc = base_config(b.port, pipelines=[passthrough("p", ["in/#"])])
+        gw = gateway_factory(doc)
+        col = Collector(b.host, b.port, [f"{PREFIX}/p/event"])
+        assert col.wait_for(lambda: "connected to" in gw.output(), 20)
+        publish_all(b.host, b.port, [("in/x", reading(1))])
+        col.wait_count("/p/event", 1)
+        col.close()
+        b.kill()
+        time.sleep(1.5)
+        b.start()  # same port, same persistence
+        deadline = time.monotonic() + 20
+        while gw.output().count("connected to") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gw.output().count("connected to") >= 2, "no reconnect within the backoff bound"
+        col = Collector(b.host, b.port, [f"{PREFIX}/p/event"])
+        publish_all(b.host, b.port, [("in/x", reading(2))])
+        got = col.wait_count("/p/event", 1)
+        assert any(json.loads(p)["data"]["values"]["x"] == 2 for p in got)
+    finally:
+        b.stop()
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd (package mosquitto) is needed")
+def test_username_and_password_file(tmp_path: Path, gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "gw", "right-horse"], check=True, capture_output=True)
+    b = LocalBroker(workdir=tmp_path / "auth", password_file=pwfile)
+    b.start()
+    try:
+        (tmp_path / "good.pw").write_text("right-horse\n")
+        (tmp_path / "bad.pw").write_text("wrong-horse\n")
+        good = base_config(b.port, gateway_id="gw-good")
+        good["mqtt"].update(username="gw", password_file=str(tmp_path / "good.pw"))
+        bad = base_config(b.port, gateway_id="gw-bad")
+        bad["mqtt"].update(username="gw", password_file=str(tmp_path / "bad.pw"))
+        gw_good = gateway_factory(good, name="good")
+        gw_bad = gateway_factory(bad, name="bad")
+        deadline = time.monotonic() + 20
+        while "connected to" not in gw_good.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "connected to" in gw_good.output()
+        time.sleep(1)
+        assert "connected to" not in gw_bad.output() and "refused" in gw_bad.output()
+        for out in (gw_good.output(), gw_bad.output()):
+            assert "horse" not in out
+    finally:
+        b.stop()
