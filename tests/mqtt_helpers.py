@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,8 +132,9 @@ class GatewayProcess:
         """Until the gateway logged that it started (signal handlers are installed by then)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "gateway.app: gateway" in self.output() or (self.proc is not None and self.proc.poll() is not None):
-                return "gateway.app: gateway" in self.output()
+            started = re.search(r"gateway \S+ started:", self.output()) is not None  # text or JSON logs
+            if started or (self.proc is not None and self.proc.poll() is not None):
+                return started
             time.sleep(0.05)
         return False
 
