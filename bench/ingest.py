@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import multiprocessing as mp
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,10 +55,22 @@ def _connect(c: paho.Client, port: int, persistent: bool) -> None:
     c.connect("127.0.0.1", port, clean_start=not persistent, properties=props)
 
 
-def count(port: int, topic: str, n: int, persistent_id: str, ready: Any, go: Any, out: Any) -> None:
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of a process so far; None = this process."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count(
+    port: int, topic: str, n: int, persistent_id: str, ready: Any, go: Any, out: Any, cpu_pid: Any = None
+) -> None:
     """Time the first message on topic to the one carrying the last reading (x = n - 1). With
     persistent_id: subscribe, go away, wait for `go`, come back to a backlog."""
     times: list[float] = []
+    cpu: list[float] = []
     done = threading.Event()
     last = re.compile(rb'"x": ?%d(\.0)?[,}]' % (n - 1))
 
@@ -65,8 +78,23 @@ def count(port: int, topic: str, n: int, persistent_id: str, ready: Any, go: Any
         if m.retain:  # retained state from an earlier round, sent at subscription
             return
         times.append(time.perf_counter())
+        if len(times) == 1:
+            cpu.append(cpu_seconds(cpu_pid.value or None))
         if last.search(m.payload):
+            cpu.append(cpu_seconds(cpu_pid.value or None))
             done.set()
+
+    def on_message_bare(_c: object, _u: object, _m: Any) -> None:
+        # The baseline consumer does nothing but count: input arrives in order, the n-th is the last.
+        times.append(time.perf_counter())
+        if len(times) == 1:
+            cpu.append(cpu_seconds(None))
+        if len(times) >= n:
+            cpu.append(cpu_seconds(None))
+            done.set()
+
+    if persistent_id:
+        on_message = on_message_bare  # noqa: F811
 
     subscribed = threading.Event()
     c = _client(persistent_id)
@@ -92,7 +120,8 @@ def count(port: int, topic: str, n: int, persistent_id: str, ready: Any, go: Any
     c.loop_stop()
     got = len(times)
     rate = (n - 1) / (times[-1] - times[0]) if done.is_set() and got > 1 else 0.0
-    out.put((n if done.is_set() else 0, rate))
+    cpu_us = (cpu[1] - cpu[0]) / (n - 1) * 1e6 if len(cpu) >= 2 else float("nan")
+    out.put((n if done.is_set() else 0, rate, cpu_us))
 
 
 def publish(port: int, topic: str, n: int) -> None:
@@ -114,16 +143,16 @@ def publish(port: int, topic: str, n: int) -> None:
 
 def bare_round(port: int, n: int) -> float:
     ready, go, out = mp.Event(), mp.Event(), mp.Queue()
-    counter = mp.Process(target=count, args=(port, "bench/in", n, "bench-bare", ready, go, out))
+    counter = mp.Process(target=count, args=(port, "bench/in", n, "bench-bare", ready, go, out, mp.Value("i", 0)))
     counter.start()
     ready.wait(30)
     publish(port, "bench/in", n)
     go.set()
-    got, rate = out.get(timeout=900)
+    got, rate, cpu_us = out.get(timeout=900)
     counter.join(10)
     if got < n:
         raise RuntimeError(f"only {got} of {n} messages arrived")
-    return float(rate)
+    return float(rate), float(cpu_us)
 
 
 def create_session(port: int, config: Path) -> None:
@@ -134,7 +163,7 @@ def create_session(port: int, config: Path) -> None:
     c.on_connect = lambda cl, *a: cl.subscribe("edge/bench/status", 1)
     c.connect("127.0.0.1", port)
     c.loop_start()
-    gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(config), "--log-level", "WARNING"])
+    gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(config), "--log-level", "ERROR"])
     try:
         if not online.wait(60):
             raise RuntimeError("the gateway did not come online")
@@ -148,20 +177,22 @@ def create_session(port: int, config: Path) -> None:
 
 def gateway_round(port: int, n: int, config: Path, out_topic: str) -> float:
     ready, go, out = mp.Event(), mp.Event(), mp.Queue()
-    counter = mp.Process(target=count, args=(port, out_topic, n, "", ready, go, out))
+    pid = mp.Value("i", 0)
+    counter = mp.Process(target=count, args=(port, out_topic, n, "", ready, go, out, pid))
     counter.start()
     ready.wait(30)
     publish(port, "bench/in", n)  # queued for the gateway's session while it is down
-    gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(config), "--log-level", "WARNING"])
+    gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(config), "--log-level", "ERROR"])
+    pid.value = gw.pid
     try:
-        got, rate = out.get(timeout=900)
+        got, rate, cpu_us = out.get(timeout=900)
     finally:
         gw.terminate()
         gw.wait(60)
     counter.join(10)
     if got < n:
         raise RuntimeError(f"only {got} of {n} outputs arrived")
-    return float(rate)
+    return float(rate), float(cpu_us)
 
 
 def main() -> None:
@@ -187,12 +218,22 @@ def main() -> None:
     out_topic = "edge/bench/pass/state/#" if args.emit == "state" else "edge/bench/pass/event"
     bare: list[float] = []
     ours: list[float] = []
+    bare_cpu: list[float] = []
+    ours_cpu: list[float] = []
     try:
         create_session(broker.port, config)
         for r in range(args.rounds):
-            bare.append(bare_round(broker.port, args.messages))
-            ours.append(gateway_round(broker.port, args.messages, config, out_topic))
-            print(f"round {r + 1}: bare {bare[-1]:,.0f} msg/s, gateway {ours[-1]:,.0f} msg/s", flush=True)
+            rate, cpu = bare_round(broker.port, args.messages)
+            bare.append(rate)
+            bare_cpu.append(cpu)
+            rate, cpu = gateway_round(broker.port, args.messages, config, out_topic)
+            ours.append(rate)
+            ours_cpu.append(cpu)
+            print(
+                f"round {r + 1}: bare {bare[-1]:,.0f} msg/s ({bare_cpu[-1]:.0f} us CPU/msg), "
+                f"gateway {ours[-1]:,.0f} msg/s ({ours_cpu[-1]:.0f} us CPU/msg)",
+                flush=True,
+            )
     finally:
         broker.stop()
     print(

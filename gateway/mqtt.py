@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttConfig
 from gateway.messages import RawMessage
+from gateway.router import may_overlap
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class MqttLink:
         self.disconnects = 0
         self._stopping = False
         self._first_match: dict[str, int] = {}
+        # Subscription identifiers only where filters overlap: parsing the property on every message costs.
+        plain = [f.split("/", 2)[2] if f.startswith("$share/") else f for f in self._subscriptions]
+        self._overlapping = self._v5 and any(may_overlap(a, b) for i, a in enumerate(plain) for b in plain[i + 1 :])
         base = base_dir or Path.cwd()
 
         # Manual acknowledgement: a QoS1 message is acknowledged once a pipeline queue has taken it, so
@@ -182,7 +186,7 @@ class MqttLink:
                 log.exception("connection listener failed")
 
     def _subscribe(self, client: paho.Client) -> None:
-        if not self._v5:
+        if not self._v5 or not self._overlapping:
             client.subscribe([(f, 1) for f in self._subscriptions])
             return
         # Filters that partly overlap (a/+/c and a/b/+) make the broker send one message once per filter.
@@ -193,7 +197,7 @@ class MqttLink:
             client.subscribe(f, options=SubscribeOptions(qos=1), properties=props)
 
     def _is_duplicate_copy(self, msg: paho.MQTTMessage) -> bool:
-        if not self._v5 or len(self._subscriptions) < 2:
+        if not self._overlapping:
             return False
         ids = getattr(msg.properties, "SubscriptionIdentifier", None)
         if not ids:

@@ -6,8 +6,6 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from paho.mqtt.client import topic_matches_sub
-
 from gateway.messages import RawMessage
 from gateway.pipeline import Pipeline
 
@@ -25,6 +23,36 @@ def covers(wide: str, narrow: str) -> bool:
         if level != "+" and (n[i] == "+" or level != n[i]):
             return False
     return len(w) == len(n)
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches ``topic_filter`` (MQTT wildcards ``+`` and ``#``), without building a matcher."""
+    if topic_filter == topic or topic_filter == "#":
+        return not topic.startswith("$") or topic_filter == topic
+    f, t = topic_filter.split("/"), topic.split("/")
+    if t[0].startswith("$") and f[0] in ("+", "#"):
+        return False  # wildcards do not match $SYS-style topics
+    for i, level in enumerate(f):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(f) == len(t)
+
+
+def may_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both filters."""
+    x, y = a.split("/"), b.split("/")
+    for i in range(max(len(x), len(y))):
+        p = x[i] if i < len(x) else None
+        q = y[i] if i < len(y) else None
+        if p == "#" or q == "#":
+            return True
+        if p is None or q is None:
+            return False
+        if p != q and p != "+" and q != "+":
+            return False
+    return True
 
 
 def minimal_filters(filters: Sequence[str]) -> list[str]:
@@ -52,7 +80,7 @@ class Router:
         if hit is None:
             seen: dict[str, Pipeline] = {}
             for f, p in self._routes:
-                if p.name not in seen and topic_matches_sub(f, topic):
+                if p.name not in seen and matches(f, topic):
                     seen[p.name] = p
             hit = tuple(seen.values())
             if len(self._cache) < 10_000:  # bound the cache: topics with ids in them are unbounded

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from paho.mqtt.client import topic_matches_sub
 
+from gateway.router import matches
+
 from gateway.messages import Output
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ class Integrations(Integration):
 
     def __init__(self, items: Iterable[Integration] = ()) -> None:
         self.items = list(items)
+        self._filters: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(
@@ -172,8 +175,15 @@ class Integrations(Integration):
         return [f for item in self.items for f in item.subscriptions()]
 
     def handles(self, topic: str) -> bool:
-        """Whether a received topic belongs to an integration (and not to the pipelines' router)."""
-        return any(topic_matches_sub(f, topic) for f in self.subscriptions())
+        """Whether a received topic belongs to an integration (and not to the pipelines' router).
+
+        Called for every received message: the filters are computed once.
+        """
+        if not self.items:
+            return False
+        if self._filters is None:
+            self._filters = tuple(self.subscriptions())
+        return any(matches(f, topic) for f in self._filters)
 
     def on_message(self, topic: str, payload: bytes) -> None:
         for item in self.items:
