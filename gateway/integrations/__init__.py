@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from paho.mqtt.client import topic_matches_sub
 
-from gateway.router import matches
-
 from gateway.messages import Output
+from gateway.router import matches
 
 if TYPE_CHECKING:
     from gateway.config import MqttConfig
