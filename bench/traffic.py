@@ -1,0 +1,308 @@
+"""Throughput of the traffic-counting plugin against the bare detector, on the same frames in the same run.
+
+Three figures, each the median of ``--runs`` runs:
+
+1. processed fps without motion gating (input preparation + detector + decoding + tracking +
+   counting) vs the bare detector's invoke rate on inputs prepared beforehand (target >= 0.9);
+   the two are timed frame by frame in alternation, so both see the same machine load;
+2. frames handled per second with motion gating on a mostly still scene (the first frame repeated
+   with sensor noise, with a short burst of real motion) vs the bare detector rate (target >= 3x);
+3. per-frame processing latency p50/p99 (frame handed to the plugin -> outputs returned), overall
+   and for the frames that produced a crossing event.
+
+The detector is the COCO SSD in ``../shared/models/ssd_mobilenet_v1_coco`` (or ``--model``); frames
+come from Debian's ``opencv-doc`` street video, or the camera simulator when that is missing.
+
+    python bench/traffic.py [--runs 3] [--frames 120]
+
+``--accuracy`` instead runs the plugin with the given detector on the camera simulator's clean and
+busy scenes (frames JPEG-compressed as the demo publisher sends them) and compares its counts per
+class and direction with the scenes' ground truth:
+
+    python bench/traffic.py --accuracy --model plugins/traffic_counting/models/demo_detector_int8.tflite \
+        --labels plugins/traffic_counting/models/labels.txt --layout centroid_grid --mean 0 --std 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench._common import median, ratio_line  # noqa: E402
+from gateway.inference import InputSpec, ModelRegistry, ModelSpec  # noqa: E402
+from gateway.messages import Event, Frame  # noqa: E402
+from gateway.plugin import PluginContext  # noqa: E402
+from plugins.traffic_counting import TrafficCountingPlugin  # noqa: E402
+from plugins.traffic_counting.options import TrafficCountingOptions  # noqa: E402
+
+SSD_DIR = REPO.parent / "shared" / "models" / "ssd_mobilenet_v1_coco"
+STREET_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+
+class _Models:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def get(self, name: str) -> Any:
+        return self.registry.get(name)
+
+
+class _MemoryState:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+
+def load_frames(count: int) -> tuple[list[np.ndarray], str]:
+    """Real street frames (10 fps video, every frame) or simulator frames."""
+    if STREET_VIDEO.exists():
+        cap = cv2.VideoCapture(str(STREET_VIDEO))
+        frames: list[np.ndarray] = []
+        while len(frames) < count:
+            ok, image = cap.read()
+            if not ok:
+                break
+            frames.append(image)
+        cap.release()
+        return frames, f"{STREET_VIDEO.name} ({frames[0].shape[1]}x{frames[0].shape[0]})"
+    from plugins.traffic_counting.scenes import Scene, SceneConfig
+
+    scene = Scene(SceneConfig.busy(width=640, height=480), seed=1)
+    return [f.image for f in scene.frames(count, 10.0)], "camera simulator busy scene (640x480)"
+
+
+def still_scene(frames: list[np.ndarray], moving_share: float = 0.1, seed: int = 0) -> list[np.ndarray]:
+    """A mostly still scene: the first frame with fresh sensor noise, and a burst of real motion."""
+    rng = np.random.default_rng(seed)
+    base = frames[0].astype(np.int16)
+    n = len(frames)
+    burst = int(n * moving_share)
+    out = []
+    for i in range(n):
+        if n // 2 <= i < n // 2 + burst:
+            out.append(frames[i])
+        else:
+            noise = rng.normal(0.0, 2.0, base.shape).astype(np.int16)
+            out.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+    return out
+
+
+def make_plugin(registry: ModelRegistry, gating: bool, labels_classes: list[str]) -> TrafficCountingPlugin:
+    options = TrafficCountingOptions.model_validate(
+        {
+            "model": "detector",
+            "classes": labels_classes,
+            "lines": [{"name": "kerb", "points": [[0, 0.6], [1, 0.6]]}],
+            "units": "normalised",
+            "zones": [{"name": "pavement", "points": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}],
+            "motion": {"enabled": gating, "refresh_s": 5.0},
+        }
+    )
+    ctx = PluginContext(
+        pipeline="bench",
+        gateway_id="bench",
+        logger=logging.getLogger("bench"),
+        clock=time.time,
+        data_dir=Path.cwd(),
+        models=_Models(registry),
+        state=_MemoryState(),  # type: ignore[arg-type]
+    )
+    return TrafficCountingPlugin(options, ctx)
+
+
+def paired_run(
+    plugin: TrafficCountingPlugin, bare: Any, frames: list[np.ndarray], fps: float
+) -> tuple[float, float, list[float], list[float]]:
+    """Plugin fps and bare-detector fps measured frame by frame in alternation (same machine load).
+
+    Also returns the plugin's per-frame latencies and those of frames that produced an event.
+    """
+    inputs = [plugin.prepare(f)[0] for f in frames]
+    plugin_s = bare_s = 0.0
+    latencies: list[float] = []
+    event_latencies: list[float] = []
+    for i, (image, x) in enumerate(zip(frames, inputs, strict=True)):
+        t0 = time.perf_counter()
+        bare.run(x)
+        t1 = time.perf_counter()
+        outputs = list(plugin.process(Frame("camera/bench", t1, i / fps, "bench", image, seq=i)))
+        t2 = time.perf_counter()
+        bare_s += t1 - t0
+        plugin_s += t2 - t1
+        latencies.append(t2 - t1)
+        if any(isinstance(o, Event) for o in outputs):
+            event_latencies.append(t2 - t1)
+    return len(frames) / plugin_s, len(frames) / bare_s, latencies, event_latencies
+
+
+def _count_errors(truth: dict[str, dict[str, int]], got: dict[str, dict[str, int]]) -> tuple[int, int, int]:
+    """Total truth, total counted, and the sum of absolute per-class-and-direction differences."""
+    t = {(c, d): n for c, per in truth.items() for d, n in per.items()}
+    g = {(c, d): n for c, per in got.items() for d, n in per.items()}
+    diff = sum(abs(t.get(k, 0) - g.get(k, 0)) for k in set(t) | set(g))
+    return sum(t.values()), sum(g.values()), diff
+
+
+def accuracy(args: argparse.Namespace) -> int:
+    """Counts of the plugin with a real detector vs the simulator's ground truth."""
+    from plugins.traffic_counting.scenes import Scene, SceneConfig, vertical_line
+
+    spec = ModelSpec(
+        path=str(args.model.resolve()),
+        labels=str(args.labels.resolve()) if args.labels.exists() else None,
+        output=args.layout,
+        input=InputSpec(mean=args.mean, std=args.std),
+    )
+    registry = ModelRegistry({"detector": spec}, REPO)
+    input_w, input_h = registry.get("detector").input_shape[2], registry.get("detector").input_shape[1]
+    for preset in ("clean", "busy"):
+        config = getattr(SceneConfig, preset)()
+        scene = Scene(config, seed=args.seed)
+        line = vertical_line(config, args.line_x)
+        decoder: dict[str, Any] = {"grid_grouping": "peaks"}
+        if args.layout == "centroid_grid":
+            # nominal box per class: median ground-truth size, in model input pixels
+            sizes: dict[str, list[tuple[float, float]]] = {}
+            probe = Scene(config, seed=args.seed + 1000)
+            for f in probe.frames(100, 2.0):
+                for o in f.objects:
+                    x1, y1, x2, y2 = o.box
+                    sizes.setdefault(o.label, []).append(
+                        ((x2 - x1) * input_w / config.width, (y2 - y1) * input_h / config.height)
+                    )
+            decoder["grid_box_size"] = {k: tuple(np.median(np.array(v), axis=0).tolist()) for k, v in sizes.items()}
+        options = TrafficCountingOptions.model_validate(
+            {
+                "model": "detector",
+                "anchor": "centre",
+                "decoder": decoder,
+                "lines": [{"name": line.name, "points": [list(line.p1), list(line.p2)]}],
+                "motion": {"enabled": False},
+                "score_threshold": args.score,
+                "tracker": {"low_score": min(0.15, args.score)},
+            }
+        )
+        ctx = PluginContext(
+            pipeline="accuracy",
+            gateway_id="bench",
+            logger=logging.getLogger("bench"),
+            clock=time.time,
+            data_dir=Path.cwd(),
+            models=_Models(registry),
+            state=_MemoryState(),  # type: ignore[arg-type]
+        )
+        plugin = TrafficCountingPlugin(options, ctx)
+        start = scene.time
+        for f in scene.frames(int(args.seconds * args.fps), args.fps):
+            ok, jpeg = cv2.imencode(".jpg", f.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            image = np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), dtype=np.uint8)
+            plugin.process(Frame("camera/sim", f.ts, f.ts, "sim", image, seq=f.index))
+        truth = scene.counts(line, since=start)
+        got = plugin.scenes["sim"].counter.counts.snapshot().get(line.name, {})
+        total, counted, diff = _count_errors(truth, got)
+        print(
+            f"{preset}: truth {total}, counted {counted} ({(counted - total) / max(total, 1):+.1%}); "
+            f"sum of per-class/direction errors {diff} ({diff / max(total, 1):.1%})"
+        )
+        print(f"    truth   {truth}\n    counted {got}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=SSD_DIR / "model.tflite")
+    parser.add_argument("--labels", type=Path, default=SSD_DIR / "labelmap.txt")
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--fps", type=float, default=10.0, help="timestamps given to the frames")
+    parser.add_argument("--accuracy", action="store_true", help="counts vs the simulator's ground truth")
+    parser.add_argument("--layout", default="ssd_postprocessed", choices=["ssd_postprocessed", "yolo", "centroid_grid"])
+    parser.add_argument("--mean", type=float, default=127.5)
+    parser.add_argument("--std", type=float, default=127.5)
+    parser.add_argument("--score", type=float, default=0.5, help="score_threshold (accuracy mode)")
+    parser.add_argument("--seconds", type=float, default=120.0, help="simulated time per scene (accuracy mode)")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--line-x", type=float, default=0.5, help="counting line position, fraction of the width")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.accuracy:
+        if not args.model.exists():
+            print(f"detector {args.model} not found")
+            return 2
+        return accuracy(args)
+    if not args.model.exists():
+        print(f"detector {args.model} not found (the COCO SSD lives in ../shared/models); pass --model")
+        return 2
+    spec = ModelSpec(
+        path=str(args.model),
+        labels=str(args.labels) if args.labels.exists() else None,
+        output="ssd_postprocessed",
+        input=InputSpec(mean=args.mean, std=args.std),
+    )
+    registry = ModelRegistry({"detector": spec}, REPO)
+    frames, source = load_frames(args.frames)
+    classes = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+    print(f"detector: {args.model.name}; frames: {len(frames)} of {source}; runs: {args.runs}")
+
+    bare_fps: list[float] = []
+    bare_fps_still: list[float] = []
+    plugin_fps: list[float] = []
+    gated_fps: list[float] = []
+    gated_share: list[float] = []
+    lat: list[float] = []
+    ev_lat: list[float] = []
+    still = still_scene(frames)
+    for _ in range(args.runs):
+        bare = registry.get("detector")
+        plugin = make_plugin(registry, gating=False, labels_classes=classes)
+        fps, base, latencies, event_latencies = paired_run(plugin, bare, frames, args.fps)
+        plugin.close()
+        plugin_fps.append(fps)
+        bare_fps.append(base)
+        lat += latencies
+        ev_lat += event_latencies
+
+        plugin = make_plugin(registry, gating=True, labels_classes=classes)
+        fps, base, _, _ = paired_run(plugin, bare, still, args.fps)
+        (summary,) = plugin.summarize(0, 1)
+        cam = summary.data["cameras"]["bench"]
+        gated_share.append(cam["frames_gated"] / max(cam["frames"], 1))
+        plugin.close()
+        bare.close()
+        gated_fps.append(fps)
+        bare_fps_still.append(base)
+
+    print(ratio_line("processed fps, no gating, vs bare detector", plugin_fps, bare_fps, "frames/s", 0.9))
+    print(
+        ratio_line(
+            "handled fps, gating on a mostly still scene, vs bare detector", gated_fps, bare_fps_still, "frames/s", 3.0
+        )
+    )
+    print(f"    frames skipped by the gate: {median(gated_share):.0%} (median over runs)")
+    p50, p99 = np.percentile(np.asarray(lat) * 1000, [50, 99])
+    print(f"per-frame latency (frame in -> outputs out), no gating: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if ev_lat:
+        e50, e99 = np.percentile(np.asarray(ev_lat) * 1000, [50, 99])
+        print(f"latency of frames producing a crossing event: p50 {e50:.1f} ms, p99 {e99:.1f} ms (n={len(ev_lat)})")
+    else:
+        print("no crossing events in these frames")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
