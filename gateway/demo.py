@@ -94,7 +94,9 @@ def build_simulators(client: paho.Client, speedup: float) -> list[SimulatedPubli
             pumps.stop_faults("pump-2")
             fault["off"] = True
 
-    sensors = SensorSimulator(machines=3, period_s=1.0 / speedup, seed=3, quiet_s=60.0 / speedup)
+    sensors = SensorSimulator(
+        machines=3, period_s=1.0 / speedup, cycle_s=600.0 / speedup, seed=3, quiet_s=120.0 / speedup
+    )
     camera = CameraSimulator(camera="cam1", fps=5.0, preset="busy", seed=1)
     return [
         SimulatedPublisher(client, "demo/cameras", camera, qos=0),
@@ -185,7 +187,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument(
         "--speedup",
         type=float,
-        default=1.0,
-        help="run the sensor simulators this many times faster than real time (default 1)",
+        default=5.0,
+        help="sensor simulators publish this many times a second instead of once, so learning periods and "
+        "the simulated pump fault come sooner (default 5)",
     )
     p.set_defaults(func=cmd_demo)
