@@ -82,3 +82,20 @@ def test_baseline_needs_enough_windows() -> None:
     b.learn_one(np.array([1.0]), 0.0)
     with pytest.raises(ValueError, match="at least 10"):
         b.fit()
+
+
+def test_shift_detector_accumulates_a_persistent_shift_and_drains_after_it() -> None:
+    from plugins.predictive_maintenance.baseline import ShiftAccumulator
+
+    cusum = ShiftAccumulator(k=2.0, h=20.0, cap=1.2)
+    e = np.array([2.5, -2.5, 1.9, 0.0])  # up by k + 0.5, down by k + 0.5, under k, nothing
+    for _ in range(39):
+        score = cusum.update(e)
+    assert score == pytest.approx([0.975, 0.975, 0.0, 0.0])  # 39 * 0.5 / 20
+    score = cusum.update(e)
+    assert score[:2] == pytest.approx([1.0, 1.0])  # h / delta = 40 windows to reach the alarm level
+    for _ in range(100):
+        score = cusum.update(e)
+    assert score[:2] == pytest.approx([1.2, 1.2])  # capped
+    score = cusum.update(np.zeros(4))
+    assert score[:2] == pytest.approx([1.1, 1.1])  # drains by k per window once the shift is gone

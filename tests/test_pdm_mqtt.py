@@ -97,9 +97,10 @@ def test_fault_alarm_over_mqtt_and_restart_keeps_the_learned_state(
     assert raised["data"]["machine"] == "pump-1"
     assert T0 + fault_at <= raised["data"]["onset"] <= T0 + fault_at + 5  # documented alarm delay
     assert raised["data"]["top_contributors"][0]["channel"] in ("accel1_rms", "accel2_rms")
-    # Documented delays: raised within window + minimum duration (5 + 2 s) of a step fault, cleared likewise.
+    # Documented delays: raised within window + minimum duration (5 + 2 s) of a step fault; cleared within
+    # that plus the shift detector's drain from its cap (3 windows at the defaults): 10 s.
     assert 0 < raised["ts"] - (T0 + fault_at) <= 7
-    assert 0 < cleared["ts"] - (T0 + stop_at) <= 7
+    assert 0 < cleared["ts"] - (T0 + stop_at) <= 10
     assert cleared["data"]["duration_s"] == pytest.approx(cleared["ts"] - raised["data"]["onset"])
     summaries = [
         s["data"]["machines"]["pump-1"] for s in col.json_on("/pdm/summary") if "pump-1" in s["data"]["machines"]

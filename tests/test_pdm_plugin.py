@@ -121,6 +121,7 @@ def test_state_has_health_trend_and_rul_and_is_rate_limited(tmp_path: Path) -> N
     last = scored[-1].data
     assert 0 <= last["health"] <= 100 and last["alarm"] is False
     assert {"trend_per_hour", "rul_s", "rul_low_s", "rul_high_s", "top_contributors"} <= set(last)
+    assert last["suppressed"] == []  # no alarm yet, so no consequence is suppressed
 
 
 def test_slow_degradation_gives_a_finite_rul_before_the_alarm(tmp_path: Path) -> None:

@@ -9,6 +9,10 @@
 * :class:`DegradationTrend` fits a line to the recent health index (least squares over a sliding
   time span) and extrapolates when it crosses the alarm level; the uncertainty band comes from the
   slope's standard error (slope ± 2 SE), giving an earliest/latest crossing.
+* :class:`FirstOutScope` keeps an alarm about the features that raised it (first-out logic): while
+  the alarm is active only those *cause* features can hold it, and features that left their band
+  during the alarm as a consequence (a motor heating up behind an imbalance) are suppressed after it
+  clears until they are back inside their normal band.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 
 def health_from_score(score: float, alarm_score: float) -> float:
@@ -141,3 +149,116 @@ class DegradationTrend:
 
         # The steeper bound gives the earliest crossing, the shallower the latest (None = never).
         return RemainingLife(slope * 3600.0, crossing(slope), crossing(slope - 2 * se), crossing(slope + 2 * se))
+
+
+@dataclass
+class FirstOutScope:
+    """Which features an alarm is about: first-out cause and suppression of its consequences.
+
+    A fault rarely moves one quantity only: an imbalance heats the motor, a closing valve changes
+    the fluid temperature. Those consequences lag the cause and outlast it, so an alarm held by
+    "any feature out of band" stays up long after the fault itself is gone. Alarm management
+    handles this with first-out logic and suppression of consequential alarms; this is that, per
+    feature:
+
+    * when an alarm is raised, the features over the alarm score at that moment are its **cause**
+      (the largest one if none is, e.g. after hysteresis), and so are those that cross it within
+      ``window_s`` of the raise: near-simultaneous crossings are one event whose first-out is not
+      resolved by a few seconds (a sensor blip that happens to lead a real fault must not make
+      the fault its consequence);
+    * while the alarm is active, only the cause features count (:meth:`score`), so the alarm clears
+      when the fault's own features are back, whatever its consequences do;
+    * features that went over the alarm score while the alarm was active without being its cause
+      (later than ``window_s`` after the raise) are its **consequences**. When it clears, each
+      consequence still outside ``rearm`` (exceedance; 1.0 = the edge of what the learning period
+      saw) is **suppressed**: it cannot raise an alarm until it has come back inside ``rearm``
+      once. A suppressed feature is a blind spot for that time; the set is reported
+      (:meth:`suppressed_indices`) so it can be shown.
+
+    Per window: :meth:`score` with the window's exceedances, its result to the alarm tracker, then
+    :meth:`on_transition` with the tracker's transition, if any.
+    """
+
+    rearm: float = 1.0
+    window_s: float = 10.0
+    raised_at: float | None = None
+    cause: NDArray[np.bool_] | None = None
+    consequences: NDArray[np.bool_] | None = None
+    suppressed: NDArray[np.bool_] | None = None
+
+    def _ensure(self, n: int) -> NDArray[np.bool_]:
+        if self.suppressed is None or self.suppressed.shape != (n,):
+            self.suppressed = np.zeros(n, dtype=bool)
+        return self.suppressed
+
+    def score(self, exceedance: NDArray[np.float64], active: bool, level: float, ts: float) -> float:
+        """Alarm-deciding score of the window ending at ``ts``: max exceedance over the features that count.
+
+        ``level`` is the alarm score; while active, features over it join the cause within ``window_s``
+        of the raise and are noted as consequences after that.
+        """
+        e = np.asarray(exceedance, dtype=np.float64)
+        if e.size == 0:
+            return 0.0
+        suppressed = self._ensure(e.size)
+        suppressed &= e >= self.rearm  # back inside the band once: armed again
+        if active and self.cause is not None and self.cause.shape == e.shape and self.cause.any():
+            if self.consequences is None or self.consequences.shape != e.shape:
+                self.consequences = np.zeros(e.size, dtype=bool)
+            over = e >= level
+            if self.raised_at is not None and ts - self.raised_at <= self.window_s:
+                self.cause |= over & ~suppressed
+            self.consequences |= ~self.cause & over
+            return float(e[self.cause].max())
+        live = e[~suppressed]
+        return float(live.max()) if live.size else 0.0
+
+    def on_transition(self, exceedance: NDArray[np.float64], raised: bool, level: float, ts: float) -> None:
+        """Record the cause of an alarm raised at ``ts`` (``level``: the alarm score); suppress consequences at clear."""
+        e = np.asarray(exceedance, dtype=np.float64)
+        suppressed = self._ensure(e.size)
+        if raised:
+            cause = (e >= level) & ~suppressed
+            if not cause.any():
+                cause = np.zeros(e.size, dtype=bool)
+                cause[int(np.argmax(np.where(suppressed, -np.inf, e)))] = True
+            self.cause, self.raised_at = cause, ts
+            self.consequences = np.zeros(e.size, dtype=bool)
+            return
+        if self.consequences is not None and self.consequences.shape == e.shape:
+            suppressed |= self.consequences & (e >= self.rearm)
+        self.cause = self.consequences = self.raised_at = None
+
+    def suppressed_indices(self) -> list[int]:
+        """Indices of the features currently suppressed as consequences of a past alarm."""
+        return [] if self.suppressed is None else [int(i) for i in np.flatnonzero(self.suppressed)]
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON state: the active alarm's raise time, cause and consequences, and the suppressed features."""
+
+        def indices(m: NDArray[np.bool_] | None) -> list[int] | None:
+            return None if m is None else [int(i) for i in np.flatnonzero(m)]
+
+        return {
+            "raised_at": self.raised_at,
+            "cause": indices(self.cause),
+            "consequences": indices(self.consequences),
+            "suppressed": self.suppressed_indices(),
+        }
+
+    def restore(self, state: dict[str, Any], n: int) -> None:
+        """Restore :meth:`to_state` output for ``n`` features (indices out of range are ignored)."""
+
+        def mask(indices: Any) -> NDArray[np.bool_]:
+            m = np.zeros(n, dtype=bool)
+            for i in indices or []:
+                if isinstance(i, int) and 0 <= i < n:
+                    m[i] = True
+            return m
+
+        cause, consequences = state.get("cause"), state.get("consequences")
+        self.cause = None if cause is None else mask(cause)
+        self.consequences = None if cause is None else mask(consequences)
+        self.suppressed = mask(state.get("suppressed"))
+        raised_at = state.get("raised_at")
+        self.raised_at = float(raised_at) if isinstance(raised_at, (int, float)) and cause is not None else None

@@ -4,8 +4,9 @@
 
 ``MachineWindow`` (windows by samples or time) -> ``FeatureSet`` (condition-monitoring features per
 channel) [+ ``InnovationScorer``: the int8 forecaster's surprise per channel] -> ``FeatureBaseline``
-(learning period, then exceedance per feature) -> health index -> ``AlarmTracker`` (hysteresis,
-minimum duration) and ``DegradationTrend`` (slope and remaining useful life).
+(learning period, then exceedance per feature) -> ``FirstOutScope`` (which features may raise or hold
+the alarm) -> health index -> ``AlarmTracker`` (hysteresis, minimum duration) and ``DegradationTrend``
+(slope and remaining useful life).
 
 Its fitted state (:meth:`to_state`) is plain JSON, saved by the plugin in the pipeline's state store
 so a restart resumes where it stopped, learning period included.
@@ -27,6 +28,7 @@ from plugins.predictive_maintenance.health import (
     AlarmTracker,
     AlarmTransition,
     DegradationTrend,
+    FirstOutScope,
     RemainingLife,
     health_from_score,
 )
@@ -54,6 +56,9 @@ class MonitorSettings:
     top_contributors: int = 3
     shift_k: float | None = None
     shift_h: float = 20.0
+    first_out: bool = True
+    rearm_exceedance: float = 1.0
+    first_out_window_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,9 @@ class MachineMonitor:
         self.alarm = AlarmTracker(settings.alarm_below, settings.clear_above, settings.min_duration_s)
         self.shift = ShiftAccumulator(settings.shift_k, settings.shift_h) if settings.shift_k is not None else None
         self.trend = DegradationTrend(settings.trend_span_s, settings.alarm_below)
+        self.scope = (
+            FirstOutScope(settings.rearm_exceedance, settings.first_out_window_s) if settings.first_out else None
+        )
         self.last: WindowResult | None = None
         self.windows_seen = 0
         self._last_feats: NDArray[np.float64] | None = None
@@ -164,9 +172,14 @@ class MachineMonitor:
             exceed = np.maximum(exceed, self.settings.alarm_score * self.shift.update(signed))
         self._last_feats = feats
         self._last_exceed = exceed
-        score = float(exceed.max()) if exceed.size else 0.0
+        if self.scope is not None:
+            score = self.scope.score(exceed, self.alarm.active, self.settings.alarm_score, ts)
+        else:
+            score = float(exceed.max()) if exceed.size else 0.0
         health = health_from_score(score, self.settings.alarm_score)
         transition = self.alarm.update(ts, health)
+        if transition is not None and self.scope is not None:
+            self.scope.on_transition(exceed, transition.raised, self.settings.alarm_score, ts)
         self.trend.update(ts, health)
         result = WindowResult(
             machine=self.machine,
@@ -183,6 +196,12 @@ class MachineMonitor:
     def remaining_life(self) -> RemainingLife:
         """Degradation slope and time until health crosses the alarm level, with its band."""
         return self.trend.estimate()
+
+    def suppressed(self) -> list[str]:
+        """Channel features suppressed as consequences of a past alarm (``channel.feature``)."""
+        if self.scope is None:
+            return []
+        return [self.flat_names[i] for i in self.scope.suppressed_indices()]
 
     def contributors(self) -> tuple[Contributor, ...]:
         """The channel features furthest outside their normal band in the last scored window."""
@@ -211,6 +230,8 @@ class MachineMonitor:
             "features": self.flat_names,
             "alarm": self.alarm.to_state(),
         }
+        if self.scope is not None:
+            state["scope"] = self.scope.to_state()
         if self.baseline.fitted:
             state["baseline"] = self.baseline.to_state()
         else:
@@ -230,4 +251,6 @@ class MachineMonitor:
             for row, ts in zip(learning.get("rows", []), learning.get("times", []), strict=False):
                 self.baseline.learn_one(np.asarray(row, dtype=np.float64), float(ts))
         self.alarm.restore(dict(state.get("alarm", {})))
+        if self.scope is not None:
+            self.scope.restore(dict(state.get("scope") or {}), len(self.flat_names))
         return True

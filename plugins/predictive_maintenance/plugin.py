@@ -119,6 +119,27 @@ class AlarmOptions(BaseModel):
         description="Seconds health must stay past a level before raising/clearing.",
     )
 
+    first_out: bool = Field(
+        default=True,
+        title="First-out logic",
+        description="An alarm is held only by the features that raised it (those crossing within "
+        "`first_out_window_s`); features that left their band as its consequences are suppressed after it "
+        "clears until they are back in their band. False: any feature holds and raises alarms.",
+    )
+    first_out_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        title="First-out window",
+        description="Seconds after a raise during which further crossing features count as its cause.",
+    )
+    rearm_exceedance: float = Field(
+        default=1.0,
+        gt=0,
+        title="Re-arm level",
+        description="Exceedance (1 = edge of the learning period's range) a suppressed feature must fall below "
+        "to raise alarms again.",
+    )
+
     @model_validator(mode="after")
     def _hysteresis(self) -> AlarmOptions:
         if self.clear_above < self.raise_below:
@@ -158,12 +179,12 @@ class PredictiveMaintenanceOptions(PluginOptions):
         "for this long.",
     )
     shift_k: float | None = Field(
-        default=None,
+        default=2.0,
         gt=0,
         title="Shift detector allowance",
-        description="Enables a CUSUM per feature over signed exceedances with this allowance (1.5 is a good start): "
-        "catches small persistent shifts earlier, at the cost of more alarms after a fault when the machine "
-        "settles somewhere new. None: off.",
+        description="A CUSUM per feature over signed exceedances with this allowance: catches small persistent "
+        "shifts (a slowly closing valve) that stay just under the alarm score, and holds an alarm a few seconds "
+        "longer after the fault. Lower values react to smaller shifts. None: off.",
     )
     shift_h: float = Field(
         default=20.0, gt=0, title="Shift detector threshold", description="CUSUM level that counts as the alarm score."
@@ -212,6 +233,9 @@ class PredictiveMaintenanceOptions(PluginOptions):
             top_contributors=self.top_contributors,
             shift_k=self.shift_k,
             shift_h=self.shift_h,
+            first_out=self.alarm.first_out,
+            rearm_exceedance=self.alarm.rearm_exceedance,
+            first_out_window_s=self.alarm.first_out_window_s,
         )
 
 
@@ -364,6 +388,7 @@ class PredictiveMaintenancePlugin(Plugin[PredictiveMaintenanceOptions]):
                 "alarm": r.alarm_active,
                 "onset": monitor.alarm.onset,
                 "top_contributors": [c.as_dict() for c in monitor.contributors()],
+                "suppressed": monitor.suppressed(),
             }
         )
         if rul is not None:
