@@ -91,6 +91,8 @@ class LocalBroker:
             "max_queued_messages 1000000",
             "max_inflight_messages 100",
             "max_packet_size 16777216",
+            # Small packets (acknowledgements, sensor readings) go out at once instead of waiting for Nagle.
+            "set_tcp_nodelay true",
             "persistent_client_expiration 1d",
             "log_dest stderr",
             "log_type error",

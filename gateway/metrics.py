@@ -18,15 +18,12 @@ class LatencyWindow:
 
     def __init__(self, size: int = 1024) -> None:
         self._values: deque[float] = deque(maxlen=size)
-        self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
-        with self._lock:
-            self._values.append(seconds)
+        self._values.append(seconds)  # deque.append is atomic: no lock on the hot path
 
     def percentiles_ms(self) -> dict[str, float | None]:
-        with self._lock:
-            values = np.fromiter(self._values, dtype=np.float64)
+        values = np.array(tuple(self._values), dtype=np.float64)  # tuple() copies atomically
         if values.size == 0:
             return {"p50": None, "p95": None}
         p50, p95 = np.percentile(values, [50, 95])

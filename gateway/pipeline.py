@@ -181,7 +181,9 @@ class Pipeline:
     # -- intake (MQTT callback thread, or a plugin's own sources) -------------------------------------
     def offer(self, message: InputMessage) -> None:
         """Queue a message for the worker, applying the overflow policy; never blocks longer than the policy says."""
-        self.counters.add("received")
+        c = self.counters
+        with c._lock:  # intake may come from the MQTT thread and from a plugin's own source threads
+            c.received += 1
         size = len(message.payload) if isinstance(message, RawMessage) else 0
         if size > self._max_payload:
             self.counters.add("rejected")
