@@ -206,6 +206,26 @@ def test_topic_and_qos_can_be_mapped_per_destination(outbox: Outbox) -> None:
         d.stop()
 
 
+def test_a_record_the_link_can_never_send_is_reported_and_does_not_block_the_rest(outbox: Outbox) -> None:
+    link = ScriptedLink()
+    real_publish = link.publish
+
+    def publish(topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
+        if payload == b"r0001":
+            raise ValueError("Publish topic cannot contain wildcards.")
+        return real_publish(topic, payload, qos, retain)
+
+    link.publish = publish  # type: ignore[method-assign]
+    fill(outbox, 3)
+    d = Deliverer(outbox, "local", link).start()
+    try:
+        assert wait_for(lambda: outbox.stats().destinations["local"].pending == 0)
+        assert link.payloads() == [b"r0000", b"r0002"]
+        assert d.stats().unsendable == 1
+    finally:
+        d.stop()
+
+
 def test_rate_limiter_allows_the_configured_rate_on_average() -> None:
     now = [0.0]
     limiter = RateLimiter(5.0, burst=1.0, clock=lambda: now[0])

@@ -14,12 +14,30 @@ import pytest
 from gateway.store.config import StoreConfig
 from gateway.store.errors import StoreUnavailableError
 from gateway.store.outbox import Outbox
+from gateway.store.records import Selection
 from gateway.store.sqlite import SCHEMA_VERSION, SqliteBackend
 
 
 def open_outbox(path: Path, **cfg: object) -> Outbox:
     config = StoreConfig(path=path, retry_interval_s=0.05, **cfg)  # type: ignore[arg-type]
     return Outbox.open(config)
+
+
+def fill_up(path: Path) -> None:
+    """Take all the free space of ``path``'s filesystem with a file of zeros (unbuffered, so closing it
+    cannot fail on the last buffer)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chunk = b"\0" * 65536
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError:
+                if len(chunk) == 1:
+                    return
+                chunk = chunk[: len(chunk) // 2]
+    finally:
+        os.close(fd)
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -159,13 +177,7 @@ def test_a_real_full_filesystem_is_reported_and_recovered(small_fs: Path) -> Non
     try:
         ids = [ob.put("event", "p", "t", b"before") for _ in range(10)]
         ob.flush()
-        with open(filler, "wb") as f:  # take the remaining space
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        fill_up(filler)
         spilled = [ob.put("event", "p", "t", os.urandom(4000)) for _ in range(200)]
         assert wait_for(lambda: bool(health)), "a full disk was not reported"
         err = health[0]
@@ -195,3 +207,59 @@ def test_a_read_only_filesystem_at_start_is_a_clear_typed_error(tmp_path: Path) 
         assert str(mnt / "outbox.db") in str(info.value)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_purge_by_another_process_is_noticed_by_the_running_outbox(tmp_path: Path) -> None:
+    db = tmp_path / "outbox.db"
+    limits = {"event": {"max_rows": 10, "when_full": "reject_new"}}
+    ob = open_outbox(db, maintenance_interval_s=0.05, limits=limits)
+    try:
+        for i in range(10):
+            ob.put("event", "p", "t", b"%d" % i)
+        ob.flush()
+        other = open_outbox(db, limits=limits)  # what `edge-gateway outbox purge` does
+        other.purge(Selection(), undelivered_too=True)
+        other.flush()
+        other.close()
+        assert wait_for(lambda: ob.stats().rows == 0), "the running outbox kept the old sizes"
+        for i in range(5):
+            ob.put("event", "p", "t", b"after %d" % i)
+        ob.flush()
+        s = ob.stats()
+        assert (s.rows, s.counters["rejected"], s.counters["purged"]) == (5, 0, 10)
+    finally:
+        ob.close()
+
+
+def test_service_runs_on_memory_and_says_so_when_the_store_cannot_be_opened(tmp_path: Path) -> None:
+    from gateway.store.config import CloudConfig
+    from gateway.store.service import StoreService
+    from tests.test_outbox_delivery import ScriptedLink
+
+    bad = tmp_path / "outbox.db"
+    bad.write_bytes(b"not a database" * 100)
+    reported: list[tuple[str, str]] = []
+    link = ScriptedLink()
+    service = StoreService(
+        StoreConfig(path=bad), CloudConfig(), "gw", link, on_error=lambda r, d: reported.append((r, d))
+    ).start()
+    try:
+        assert reported and reported[0][0] == "store_corrupt" and "memory" in reported[0][1]
+
+        class Rec:
+            id, kind, pipeline, topic, payload, qos, retain, created_at = (
+                "01J0",
+                "event",
+                "p",
+                "t/e",
+                b"x",
+                1,
+                False,
+                1.0,
+            )
+
+        service.submit([Rec()])  # intake still works, delivered from memory
+        assert wait_for(lambda: link.payloads() == [b"x"])
+        assert service.stats()["local"]["acknowledged"] == 1
+    finally:
+        service.stop()

@@ -76,6 +76,7 @@ class CloudSync:
             "acknowledged": s.acknowledged,
             "in_flight": s.in_flight,
             "resent_after_timeout": s.resent_after_timeout,
+            "unsendable": s.unsendable,
         }
         if isinstance(self.link, HttpsLink):
             out["refused_by_endpoint"] = self.link.refused_by_endpoint

@@ -171,7 +171,9 @@ def _cmd_purge(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add ``outbox status|replay|purge`` to the gateway's argparse CLI."""
     outbox = subparsers.add_parser(
-        "outbox", help="inspect and operate the store-and-forward outbox", description=__doc__.splitlines()[0]
+        "outbox",
+        help="inspect and operate the store-and-forward outbox",
+        description="Inspect and operate the store-and-forward outbox (it may run beside a running gateway).",
     )
     commands = outbox.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)
 

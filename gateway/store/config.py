@@ -89,7 +89,7 @@ class StoreConfig(_Section):
         "`edge-gateway outbox replay` can send them again. 0 = removed as soon as possible.",
     )
     batch_size: int = Field(
-        500, ge=1, le=100_000, title="Write batch", description="Most writes the writer commits in one transaction."
+        2000, ge=1, le=100_000, title="Write batch", description="Most writes the writer commits in one transaction."
     )
     flush_interval_s: float = Field(
         0.02,

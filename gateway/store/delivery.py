@@ -80,6 +80,7 @@ class DelivererStats:
     resent_after_timeout: int
     in_flight: int
     refused: int
+    unsendable: int
 
 
 class Deliverer:
@@ -122,6 +123,7 @@ class Deliverer:
         self._acknowledged = 0
         self._timed_out = 0
         self._refused = 0
+        self._unsendable = 0
         self._thread: threading.Thread | None = None
         if destination not in outbox.destinations:
             raise ValueError(f"unknown destination {destination!r} (known: {', '.join(outbox.destinations)})")
@@ -158,6 +160,7 @@ class Deliverer:
                 resent_after_timeout=self._timed_out,
                 in_flight=len(self._by_mid),
                 refused=self._refused,
+                unsendable=self._unsendable,
             )
 
     # -- link callbacks (network thread)
@@ -231,39 +234,59 @@ class Deliverer:
         self.outbox.mark_in_flight(self.destination, records)
         self._cursor = records[-1].id
         topic_for, publish, qos_override = self._topic_for, self.link.publish, self._qos
+        sent: list[tuple[int, str, int]] = []  # registered in small groups: one lock round per group
         for i, rec in enumerate(records):
             if self._limiter is not None:
                 delay = self._limiter.delay()
                 if delay > 0 and self._stop.wait(delay):
+                    self._register(sent)
                     if i:
                         self.outbox.mark_sent(self.destination, records[i - 1].id)
                     self.outbox.requeue(self.destination, [r.id for r in records[i:]])
                     return True
             qos = rec.qos if qos_override is None else qos_override
-            mid = publish(topic_for(rec), rec.payload, qos, rec.retain)
+            try:
+                mid = publish(topic_for(rec), rec.payload, qos, rec.retain)
+            except (ValueError, TypeError, KeyError) as e:
+                # a record the link can never send (a topic it rejects, a payload too large): reported and
+                # set aside so it does not block every record behind it
+                log.error("record %s cannot be sent to %s and is skipped: %s", rec.id, self.destination, e)
+                with self._lock:
+                    self._unsendable += 1
+                    self._acked.append(rec.id)
+                continue
             if mid is None:
+                self._register(sent)
                 with self._lock:
                     self._refused += 1
                 if i:
                     self.outbox.mark_sent(self.destination, records[i - 1].id)
                 self.outbox.requeue(self.destination, [r.id for r in records[i:]])
                 return False
-            self._register(mid, rec.id, qos)
+            sent.append((mid, rec.id, qos))
+            if len(sent) >= 32:
+                self._register(sent)
+                sent = []
+        self._register(sent)
         self.outbox.mark_sent(self.destination, records[-1].id)
         return True
 
-    def _register(self, mid: int, record_id: str, qos: int) -> None:
+    def _register(self, sent: list[tuple[int, str, int]]) -> None:
+        """Await the acknowledgements of what was just published (QoS0 counts as delivered at once)."""
+        if not sent:
+            return
+        now = time.monotonic()
         with self._lock:
-            self._published += 1
-            if qos and not self._early_acks:
-                self._by_mid[mid] = (record_id, time.monotonic())
-                return
-            early = self._early_acks.pop(mid, None)
-            if qos and (early is None or time.monotonic() - early >= 1.0):
-                self._by_mid[mid] = (record_id, time.monotonic())
-                return
-            self._acknowledged += 1
-            self._acked.append(record_id)
+            self._published += len(sent)
+            early_acks = self._early_acks
+            for mid, record_id, qos in sent:
+                if qos:
+                    early = early_acks.pop(mid, None) if early_acks else None
+                    if early is None or now - early >= 1.0:
+                        self._by_mid[mid] = (record_id, now)
+                        continue
+                self._acknowledged += 1
+                self._acked.append(record_id)
 
     def _requeue_timed_out(self) -> None:
         limit = time.monotonic() - self.ack_timeout_s

@@ -7,10 +7,13 @@ stored. :meth:`Outbox.flush` is the durability barrier: it returns when everythi
 is committed, and raises :class:`StoreUnavailableError` while the database cannot be written. A process
 crash loses at most the writes queued and not yet committed — none of which were published.
 
-Delivery state. Each record is pending for a set of destinations (``local``, ``cloud``, ...). Being in
-flight (sent, not yet acknowledged) is kept in memory only: after a restart everything unacknowledged is
-pending again and is sent again, so delivery is at-least-once; a record sent again to a destination it was
-already sent to is counted in ``duplicates``. Acknowledgements are persisted by the writer.
+Delivery state. Each record is pending for a set of destinations (``local``, ``cloud``, ...). A deliverer
+takes :meth:`~Outbox.pending` records, calls :meth:`~Outbox.mark_in_flight`, publishes them, calls
+:meth:`~Outbox.mark_sent` with the last one the link accepted, and :meth:`~Outbox.mark_delivered` as
+acknowledgements arrive (or :meth:`~Outbox.requeue`). Being in flight is kept in memory only: after a
+restart everything unacknowledged is pending again and is sent again, so delivery is at-least-once. How
+far each destination was sent is persisted (one id per destination), so a record sent again to where it
+was already sent is counted in ``duplicates``. Acknowledgements are persisted by the writer.
 
 Caps. Per kind of record: rows, payload bytes and age. Delivered records kept for replay are removed
 first (``pruned``); then ``drop_oldest`` removes the oldest undelivered records of the kind (``dropped``)
@@ -34,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -477,8 +481,11 @@ class Outbox:
     def _record(self, row: StoredRow) -> OutboxRecord:
         sent = 0
         for bit, through in self._sent_through.items():
-            if row.targets & bit and row.id <= through:
+            if row.id <= through and row.targets & bit:
                 sent |= bit
+        names = self._mask_names
+        pending_to = names.get(row.pending) or self._destinations_of(row.pending)
+        sent_to = names.get(sent) or self._destinations_of(sent)
         return OutboxRecord(
             row.id,
             row.kind,
@@ -488,8 +495,8 @@ class Outbox:
             row.qos,
             bool(row.retain),
             row.created_at,
-            self._destinations_of(row.pending),
-            self._destinations_of(sent),
+            pending_to,
+            sent_to,
         )
 
     def _enqueue_locked(self, op: _Op) -> None:
@@ -550,7 +557,11 @@ class Outbox:
                     break
                 self._cond.wait(remaining)
         self._flush_requested = False
-        ops: list[_Op] = []
+        if len(self._ops) <= cfg.batch_size:
+            ops = list(self._ops)
+            self._ops.clear()
+            return ops
+        ops = []
         inserts = 0
         while self._ops and inserts < cfg.batch_size and len(ops) < 4 * cfg.batch_size:
             op = self._ops.popleft()
@@ -575,14 +586,18 @@ class Outbox:
                 for name, n in unpersisted.items():
                     self._unpersisted[name] = self._unpersisted.get(name, 0) + n
             raise
+        resync: dict[str, int] | None = None
         for kind, (rows, size) in outcome.removed.items():
             entry = totals.setdefault(kind, [0, 0])
             entry[0] -= rows
             entry[1] -= size
         if maintenance:
             self._next_maintenance = now + self.config.maintenance_interval_s
-            # re-read the sizes: another process (``edge-gateway outbox purge``) may have changed them
-            totals = {k: list(v) for k, v in self.backend.totals().items()}
+            # another process (``edge-gateway outbox purge``) may have removed records: re-read the sizes then
+            persisted = self.backend.load_counters()
+            if persisted.get("purge_ops", 0) != self._counters.get("purge_ops", 0) + planned.get("purge_ops", 0):
+                totals = {k: list(v) for k, v in self.backend.totals().items()}
+                resync = persisted
         became_pending = bool(batch.inserts) or any(n for k, n in outcome.counters.items() if k == "replayed")
         with self._cond:
             self._totals = totals
@@ -590,6 +605,9 @@ class Outbox:
                 self._counters[name] = self._counters.get(name, 0) + n
             for name, n in outcome.counters.items():
                 self._counters[name] = self._counters.get(name, 0) + n
+            if resync is not None:
+                for name, value in resync.items():
+                    self._counters[name] = value + self._unpersisted.get(name, 0)
             for bit, ids in batch.delivered:
                 self._unacked_writes[bit].difference_update(ids)
             self._committed_seq += len(ops)
@@ -648,12 +666,13 @@ class Outbox:
                 batch.replay.append((op[1], op[2]))
             elif what == "purge":
                 batch.purge.append((op[1], op[2]))
+                batch.counters["purge_ops"] = batch.counters.get("purge_ops", 0) + 1
         counts = batch.counters
         for kind, rows in new_by_kind.items():
             accepted = self._apply_caps(kind, rows, totals.setdefault(kind, [0, 0]), batch)
             batch.inserts.extend(accepted)
             counts["stored"] = counts.get("stored", 0) + len(accepted)
-        batch.inserts.sort(key=lambda r: r.id)
+        batch.inserts.sort(key=itemgetter(0))  # by id
         batch.delivered = sorted(delivered.items())
         return batch, totals
 
@@ -666,9 +685,10 @@ class Outbox:
         def over(n: int, size: int) -> bool:
             return (max_rows is not None and n > max_rows) or (max_bytes is not None and size > max_bytes)
 
-        if not over(total[0] + len(rows), total[1] + sum(r.size for r in rows)):
+        size = sum(len(r.payload) for r in rows)
+        if not over(total[0] + len(rows), total[1] + size):
             total[0] += len(rows)
-            total[1] += sum(r.size for r in rows)
+            total[1] += size
             return rows
 
         stored: Iterator[Victim] = self.backend.oldest(kind)

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRecord:
+class OutboxRecord(NamedTuple):
     """One stored result waiting for (or already delivered to) its destinations.
 
     ``id`` is unique and sortable (ULID layout), so ordering by id is ordering by creation and
     consumers can drop duplicates by id. ``pending_to`` are the destinations still to be delivered to;
     ``sent_to`` those it was handed to at least once (sending it there again may duplicate it).
+    Immutable; a named tuple because deliverers take thousands per second.
     """
 
     id: str
     kind: str
     pipeline: str
     topic: str
-    payload: bytes = field(repr=False)
+    payload: bytes
     qos: int
     retain: bool
     created_at: float
@@ -37,6 +37,9 @@ class OutboxRecord:
     def size(self) -> int:
         """Bytes counted against the byte caps (the payload's length)."""
         return len(self.payload)
+
+    def __repr__(self) -> str:  # without the payload: it may be large or sensitive
+        return f"OutboxRecord(id={self.id!r}, kind={self.kind!r}, pipeline={self.pipeline!r}, topic={self.topic!r})"
 
 
 class StoredRow(NamedTuple):

@@ -129,6 +129,15 @@ class StoreService:
     def stats(self) -> dict[str, Any]:
         """The ``store`` section of the metrics message."""
         doc = self.outbox.stats().as_dict()
+        local = self.local.stats()
+        doc["local"] = {
+            "connected": local.connected,
+            "published": local.published,
+            "acknowledged": local.acknowledged,
+            "in_flight": local.in_flight,
+            "resent_after_timeout": local.resent_after_timeout,
+            "unsendable": local.unsendable,
+        }
         if self.cloud is not None:
             doc["cloud"] = self.cloud.stats()
         return doc

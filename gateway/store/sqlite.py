@@ -242,9 +242,9 @@ class SqliteBackend(Backend):
                     where += " AND pending = 0"
                 self._remove(where, params, "purged", out)
             for kind, cutoff in batch.expire:
-                self._remove("kind = ? AND created_at < ?", [kind, cutoff], "expired", out)
+                self._remove_old(kind, cutoff, True, "expired", out)
             if batch.prune_before is not None:
-                self._remove("pending = 0 AND created_at < ?", [batch.prune_before], "pruned", out)
+                self._remove_old(None, batch.prune_before, False, "pruned", out)
             counters = dict(batch.counters)
             for name, n in out.counters.items():
                 counters[name] = counters.get(name, 0) + n
@@ -270,6 +270,40 @@ class SqliteBackend(Backend):
             out.remove(str(kind), int(n), int(size))
             out.count(undelivered_counter, int(undelivered))
             out.count("pruned", int(n) - int(undelivered))
+
+    def _remove_old(
+        self, kind: str | None, cutoff: float, undelivered_too: bool, undelivered_counter: str, out: Outcome
+    ) -> None:
+        """Remove records created before ``cutoff`` (delivered ones only unless ``undelivered_too``).
+
+        Scans from the oldest id and stops at the first younger record (ids follow creation time), so a
+        maintenance pass costs what it removes, not the size of the store.
+        """
+        conn = self.db.conn
+        where = "id > ? AND kind = ?" if kind is not None else "id > ?"
+        after = ""
+        gone: list[tuple[str, str, int, int]] = []
+        young = False
+        while not young:
+            params: list[Any] = [after, kind] if kind is not None else [after]
+            rows = conn.execute(
+                f"SELECT id, kind, size, pending, created_at FROM records WHERE {where} ORDER BY id LIMIT 500", params
+            ).fetchall()
+            if not rows:
+                break
+            for rid, k, size, pending, created_at in rows:
+                if created_at >= cutoff:
+                    young = True
+                    break
+                if undelivered_too or not pending:
+                    gone.append((str(rid), str(k), int(size), int(pending)))
+            after = str(rows[-1][0])
+        for i in range(0, len(gone), _CHUNK):
+            ids = [g[0] for g in gone[i : i + _CHUNK]]
+            conn.execute(f"DELETE FROM records WHERE id IN ({','.join('?' * len(ids))})", ids)
+        for _, k, size, pending in gone:
+            out.remove(k, 1, size)
+            out.count(undelivered_counter if pending else "pruned", 1)
 
     # -- reads
 
