@@ -672,7 +672,6 @@ class Scene:
             cv2.circle(img, P(0.6, 0.08), max(1, int(0.09 * H)), skin, -1)
         else:  # person
             skin = _SKIN[a.style % len(_SKIN)]
-            thick = max(1, int(0.4 * L))
             swing = 0.35 * math.sin(a.phase * 0.5)
             hip = P(0.5, 0.55)
             cv2.line(img, hip, P(0.5 + swing, 1.0), (50, 45, 40), max(1, int(0.25 * L)))
@@ -680,7 +679,6 @@ class Scene:
             R(0.1, 0.18, 0.9, 0.58, a.colour)
             cv2.line(img, P(0.5, 0.22), P(0.5 + 0.8 * swing, 0.52), a.colour, max(1, int(0.2 * L)))
             cv2.circle(img, P(0.5, 0.09), max(1, int(0.1 * H)), skin, -1)
-            del thick
 
     def _silhouette(
         self, buf: np.ndarray[Any, np.dtype[Any]], a: _Agent, value: int, origin: tuple[int, int] = (0, 0)
