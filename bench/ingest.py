@@ -111,8 +111,9 @@ def write_readings(path: Path, n: int, offset: int) -> None:
 def one_round(
     port: int, topic: str, sub_topic: str, lines: Path, n: int, bare: bool, cpu_pid: int | None
 ) -> tuple[float, float]:
-    ready, out = mp.Event(), mp.Queue()
-    counter = mp.Process(target=count, args=(port, sub_topic, n, bare, cpu_pid, ready, out))
+    ctx = mp.get_context("spawn")  # a fresh interpreter, like the gateway's own process
+    ready, out = ctx.Event(), ctx.Queue()
+    counter = ctx.Process(target=count, args=(port, sub_topic, n, bare, cpu_pid, ready, out))
     counter.start()
     ready.wait(30)
     with open(lines, "rb") as f:
