@@ -26,6 +26,57 @@ from gateway.router import may_overlap
 log = logging.getLogger(__name__)
 
 
+def make_client(
+    cfg: MqttConfig,
+    client_id: str,
+    base_dir: Path | None = None,
+    *,
+    v5: bool | None = None,
+    clean: bool = True,
+    manual_ack: bool = False,
+) -> paho.Client:
+    """A paho client with the config's protocol, credentials, TLS and reconnect backoff; not yet connected.
+
+    ``clean`` only matters for MQTT 3.1.1 (MQTT 5 chooses clean start when connecting).
+    """
+    use_v5 = cfg.protocol == "5" if v5 is None else v5
+    if use_v5:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
+        )
+    else:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311,
+            clean_session=clean,
+            manual_ack=manual_ack,
+        )
+    client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.resolved_password())
+    if cfg.tls is not None:
+        base = base_dir or Path.cwd()
+        t = cfg.tls
+
+        def res(p: Path | None) -> str | None:
+            return None if p is None else str(p if p.is_absolute() else base / p)
+
+        key_password = None
+        if t.key_password_file is not None:
+            key_password = Path(res(t.key_password_file) or "").read_text().strip()
+        client.tls_set(
+            ca_certs=res(t.ca_file),
+            certfile=res(t.cert_file),
+            keyfile=res(t.key_file),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            keyfile_password=key_password,
+        )
+        client.tls_insecure_set(t.insecure)
+    return client
+
+
 def shared_filter(topic_filter: str, group: str | None) -> str:
     """The filter as subscribed: ``$share/<group>/<filter>`` when a shared-subscription group is set."""
     return f"$share/{group}/{topic_filter}" if group else topic_filter
@@ -71,46 +122,13 @@ class MqttLink:
         # Subscription identifiers only where filters overlap: parsing the property on every message costs.
         plain = [f.split("/", 2)[2] if f.startswith("$share/") else f for f in self._subscriptions]
         self._overlapping = self._v5 and any(may_overlap(a, b) for i, a in enumerate(plain) for b in plain[i + 1 :])
-        base = base_dir or Path.cwd()
 
         # Manual acknowledgement: a QoS1 message is acknowledged once a pipeline queue has taken it, so
         # what arrives while the gateway is stopping stays with the broker (persistent session) and comes back.
-        if self._v5:
-            self._client = paho.Client(
-                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=True
-            )
-        else:
-            self._client = paho.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=paho.MQTTv311,
-                clean_session=cfg.session_expiry_s == 0,
-                manual_ack=True,
-            )
+        self._client = make_client(cfg, client_id, base_dir, clean=cfg.session_expiry_s == 0, manual_ack=True)
         c = self._client
-        c.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
         c.max_inflight_messages_set(cfg.max_inflight)
         c.max_queued_messages_set(cfg.max_queued)
-        if cfg.username is not None:
-            c.username_pw_set(cfg.username, cfg.resolved_password())
-        if cfg.tls is not None:
-            t = cfg.tls
-
-            def res(p: Path | None) -> str | None:
-                return None if p is None else str(p if p.is_absolute() else base / p)
-
-            key_password = None
-            if t.key_password_file is not None:
-                key_password = Path(res(t.key_password_file) or "").read_text().strip()
-            c.tls_set(
-                ca_certs=res(t.ca_file),
-                certfile=res(t.cert_file),
-                keyfile=res(t.key_file),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-                keyfile_password=key_password,
-            )
-            c.tls_insecure_set(t.insecure)
         if will_topic is not None:
             c.will_set(will_topic, b"offline", qos=1, retain=True)
         c.on_connect = self._handle_connect

@@ -8,55 +8,20 @@ their own connection when they are not wired into a gateway's link (tools, tests
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import MqttConfig
 from gateway.integrations import Integration
+from gateway.mqtt import make_client
+
+__all__ = ["IntegrationLink", "make_client"]
 
 log = logging.getLogger(__name__)
-
-
-def make_client(
-    cfg: MqttConfig, client_id: str, base_dir: Path | None = None, *, v5: bool | None = None
-) -> paho.Client:
-    """A paho client (clean session) with the config's credentials and TLS; not yet connected."""
-    use_v5 = cfg.protocol == "5" if v5 is None else v5
-    if use_v5:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    else:
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311, clean_session=True
-        )
-    client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
-    if cfg.username is not None:
-        client.username_pw_set(cfg.username, cfg.resolved_password())
-    if cfg.tls is not None:
-        base = base_dir or Path.cwd()
-        t = cfg.tls
-
-        def res(p: Path | None) -> str | None:
-            return None if p is None else str(p if p.is_absolute() else base / p)
-
-        key_password = None
-        if t.key_password_file is not None:
-            key_password = Path(res(t.key_password_file) or "").read_text().strip()
-        client.tls_set(
-            ca_certs=res(t.ca_file),
-            certfile=res(t.cert_file),
-            keyfile=res(t.key_file),
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            keyfile_password=key_password,
-        )
-        client.tls_insecure_set(t.insecure)
-    return client
 
 
 class IntegrationLink:
