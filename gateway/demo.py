@@ -97,7 +97,7 @@ def build_simulators(client: paho.Client, speedup: float) -> list[SimulatedPubli
     sensors = SensorSimulator(
         machines=3, period_s=1.0 / speedup, cycle_s=600.0 / speedup, seed=3, quiet_s=120.0 / speedup
     )
-    camera = CameraSimulator(camera="cam1", fps=5.0, preset="busy", seed=1)
+    camera = CameraSimulator(camera="cam1", fps=5.0, preset="busy", seed=1, payload="json")  # names the camera
     return [
         SimulatedPublisher(client, "demo/cameras", camera, qos=0),
         SimulatedPublisher(client, "demo/machines", pumps, on_tick=fault_script),
