@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.credentials import BrokerLogin
 from gateway.inference import ModelSpec
 from gateway.integrations.config import HomeAssistantConfig, PrometheusConfig, SparkplugConfig
 from gateway.store.config import CloudConfig, StoreConfig
@@ -70,7 +71,7 @@ class TlsConfig(Section):
         return self
 
 
-class MqttConfig(Section):
+class MqttConfig(Section, BrokerLogin):
     """The local broker the gateway subscribes to and publishes on."""
 
     host: str = Field("localhost", title="Broker host", description="Host name or address of the MQTT broker.")
@@ -140,22 +141,6 @@ class MqttConfig(Section):
         if v is not None and not _NAME.match(v):
             raise ValueError("letters, digits, '-' and '_' only (no '/', '+', '#')")
         return v
-
-    @model_validator(mode="after")
-    def _secrets(self) -> MqttConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give either password or password_file, not both")
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s is larger than reconnect_max_s")
-        return self
-
-    def resolved_password(self) -> str | None:
-        """The password from the config, the environment or the password file."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return None
 
 
 class QueueConfig(Section):

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.credentials import BrokerLogin
+
 FullPolicy = Literal["drop_oldest", "reject_new"]
 
 
@@ -158,7 +160,7 @@ class CloudTls(_Section):
         return self
 
 
-class CloudMqtt(_Section):
+class CloudMqtt(_Section, BrokerLogin):
     """A second MQTT connection, to the cloud broker, with its own credentials."""
 
     host: str = Field(..., title="Broker host", description="Host name or address of the cloud broker.")
@@ -184,22 +186,6 @@ class CloudMqtt(_Section):
     reconnect_max_s: float = Field(
         60.0, gt=0, le=3600, title="Reconnect delay (max)", description="Upper bound of the reconnect backoff."
     )
-
-    @model_validator(mode="after")
-    def _secrets(self) -> CloudMqtt:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give either password or password_file, not both")
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s is larger than reconnect_max_s")
-        return self
-
-    def resolved_password(self) -> str | None:
-        """The password from the config or from its file."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        return None
 
 
 class CloudHttps(_Section):
