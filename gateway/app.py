@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -289,8 +288,3 @@ class Gateway:
         self.heartbeat.stopped()
         log.info("stopped")
         return 0
-
-
-def data_path(cfg: GatewayConfig) -> Path:
-    """The data directory of a config, resolved."""
-    return cfg.resolve(cfg.data_dir)

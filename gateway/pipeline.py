@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.decode import DecodeError, decode_frame, decode_readings
-from gateway.messages import Frame, InputMessage, Output, RawMessage, ReadingBatch
+from gateway.messages import InputMessage, Output, RawMessage
 from gateway.metrics import PipelineCounters
 from gateway.plugin import Plugin
 
@@ -125,20 +125,6 @@ class InputQueue:
                 if self._blocked:
                     self._not_full.notify_all()  # room for blocked producers
             return calls, items
-
-    def get(self, timeout: float) -> tuple[Callable[[], None] | None, InputMessage | None]:
-        """The next control call or message; (None, None) on timeout or when closed and empty."""
-        with self._lock:
-            if not self._calls and not self._items and not self._closed:
-                self._not_empty.wait(timeout)
-            if self._calls:
-                return self._calls.popleft(), None
-            if self._items:
-                item = self._items.popleft()
-                if self._blocked:
-                    self._not_full.notify_all()
-                return None, item
-            return None, None
 
     def close(self) -> None:
         """Refuse new input; what is queued can still be taken."""
@@ -275,8 +261,3 @@ class Pipeline:
         data = self.counters.snapshot()
         data["queue"] = {"depth": len(self.queue), "size": self.queue.size, "policy": self.queue.policy}
         return data
-
-
-def message_kind(message: InputMessage) -> str:
-    """A short name of the message's type, for logs."""
-    return {ReadingBatch: "readings", Frame: "frame", RawMessage: "raw"}.get(type(message), "?")

@@ -6,7 +6,6 @@ import http.server
 import json
 import shutil
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from gateway.store.config import CloudConfig, CloudHttps, StoreConfig
 from gateway.store.memory import MemoryBackend
 from gateway.store.outbox import Outbox
 from gateway.store.sqlite import SqliteBackend
+from tests.mqtt_helpers import make_test_pki, run_openssl
 from tests.test_outbox_delivery import SessionCollector, wait_for
 
 
@@ -73,66 +73,12 @@ def test_store_and_cloud_schemas_document_every_field() -> None:
 # -- certificates ------------------------------------------------------------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=edge-test-ca",
-        cwd=d,
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={name}",
-            cwd=d,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            cwd=d,
-        )
-    return {p.stem + p.suffix.replace(".", "_"): p for p in d.iterdir()}
+    return make_test_pki(tmp_path_factory.mktemp("pki"))
 
 
 # -- MQTT ------------------------------------------------------------------------------------------------
@@ -197,7 +143,7 @@ def test_a_cloud_broker_with_an_unknown_ca_is_never_sent_to(
     tls = {"cafile": str(pki["ca_crt"]), "certfile": str(pki["server_crt"]), "keyfile": str(pki["server_key"])}
     other_ca = tmp_path / "other"
     other_ca.mkdir()
-    _openssl(
+    run_openssl(
         "req",
         "-x509",
         "-newkey",

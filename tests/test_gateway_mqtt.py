@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 from gateway.broker import LocalBroker
-from tests.mqtt_helpers import Collector, GatewayProcess, base_config, publish_all, write_config
+from tests.mqtt_helpers import Collector, GatewayProcess, base_config, make_test_pki, publish_all, write_config
 
 PREFIX = "edge/gw-test"
 
@@ -197,82 +197,24 @@ def test_mqtt_311_is_selectable(broker: LocalBroker, gateway_factory) -> None:  
     assert col.wait_count("/p/event", 1)
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make test certificates")
 def test_mutual_tls_with_client_certificates(tmp_path: Path, gateway_factory) -> None:  # type: ignore[no-untyped-def]
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        cwd=pki,
-    )
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={'localhost' if name == 'server' else 'gw-test'}",
-            cwd=pki,
-        )
-        ext = pki / f"{name}.ext"
-        ext.write_text(
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n"
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            "2",
-            "-extfile",
-            ext.name,
-            cwd=pki,
-        )
+    pki = make_test_pki(tmp_path / "pki")
     tls_broker = LocalBroker(
         workdir=tmp_path / "tlsbroker",
         tls={
-            "cafile": str(pki / "ca.pem"),
-            "certfile": str(pki / "server.pem"),
-            "keyfile": str(pki / "server.key"),
+            "cafile": str(pki["ca_crt"]),
+            "certfile": str(pki["server_crt"]),
+            "keyfile": str(pki["server_key"]),
             "require_certificate": "1",
         },
     ).start()
     try:
-        plain = LocalBroker(workdir=tmp_path / "unused")  # only for its free port
         doc = base_config(tls_broker.port, pipelines=[passthrough("p", ["in/#"])])
         doc["mqtt"]["tls"] = {
-            "ca_file": str(pki / "ca.pem"),
-            "cert_file": str(pki / "client.pem"),
-            "key_file": str(pki / "client.key"),
+            "ca_file": str(pki["ca_crt"]),
+            "cert_file": str(pki["client_crt"]),
+            "key_file": str(pki["client_key"]),
         }
         gw = gateway_factory(doc)
         # A client with the certificate sees the gateway's output; the broker refuses anyone without one.
@@ -284,9 +226,9 @@ def test_mutual_tls_with_client_certificates(tmp_path: Path, gateway_factory) ->
         got: list[bytes] = []
         c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         c.tls_set(
-            ca_certs=str(pki / "ca.pem"),
-            certfile=str(pki / "client.pem"),
-            keyfile=str(pki / "client.key"),
+            ca_certs=str(pki["ca_crt"]),
+            certfile=str(pki["client_crt"]),
+            keyfile=str(pki["client_key"]),
             cert_reqs=ssl.CERT_REQUIRED,
         )
         c.on_message = lambda _c, _u, m: got.append(m.payload)
@@ -304,7 +246,7 @@ def test_mutual_tls_with_client_certificates(tmp_path: Path, gateway_factory) ->
         c.disconnect()
         c.loop_stop()
         no_cert = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        no_cert.tls_set(ca_certs=str(pki / "ca.pem"), cert_reqs=ssl.CERT_REQUIRED)
+        no_cert.tls_set(ca_certs=str(pki["ca_crt"]), cert_reqs=ssl.CERT_REQUIRED)
         accepted: list[bool] = []
         no_cert.on_connect = lambda _c, _u, _f, rc, _p: accepted.append(not rc.is_failure)
         try:
@@ -315,7 +257,6 @@ def test_mutual_tls_with_client_certificates(tmp_path: Path, gateway_factory) ->
         except (ssl.SSLError, OSError):
             pass  # refused during the handshake
         assert True not in accepted, "a client without a certificate was let in"
-        assert plain.port > 0
     finally:
         tls_broker.stop()
 

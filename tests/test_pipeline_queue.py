@@ -22,7 +22,7 @@ def test_keep_newest_drops_the_oldest() -> None:
     results = [q.put(msg(i)) for i in range(5)]
     assert [r[0] for r in results] == [True] * 5
     assert [r[1].topic for r in results if r[1] is not None] == ["t/0", "t/1"]
-    assert [q.get(0)[1].topic for _ in range(3)] == ["t/2", "t/3", "t/4"]  # type: ignore[union-attr]
+    assert [m.topic for m in q.get_batch(10, 0)[1]] == ["t/2", "t/3", "t/4"]
 
 
 def test_reject_new_keeps_what_is_queued() -> None:
@@ -37,7 +37,7 @@ def test_block_waits_for_room_then_gives_up() -> None:
     t0 = time.monotonic()
     assert q.put(msg(1)) == (False, None)
     assert time.monotonic() - t0 >= 0.25
-    threading.Timer(0.1, lambda: q.get(0)).start()
+    threading.Timer(0.1, lambda: q.get_batch(1, 0)).start()
     assert q.put(msg(2)) == (True, None)  # room made while waiting
 
 
@@ -46,8 +46,8 @@ def test_control_calls_bypass_a_full_queue() -> None:
     q.put(msg(0))
     ran: list[int] = []
     q.call_soon(lambda: ran.append(1))
-    call, item = q.get(0)
-    assert call is not None and item is None
+    calls, items = q.get_batch(0, 0)
+    assert len(calls) == 1 and items == []
 
 
 class Recording(Plugin[PluginOptions]):
