@@ -232,6 +232,20 @@ def test_class_of_a_track_is_its_majority_class() -> None:
     assert [c.label for c in crossings] == ["car"]
 
 
+def test_a_lost_track_is_not_taken_over_by_an_object_of_another_class() -> None:
+    # A person walks out of the frame on the right; a car drives in where the person just left. The
+    # person's lost track overlaps the car's first boxes, but a lost track found again as another class
+    # is another object: the car gets its own track and class.
+    sc = scene(lines=[{"name": "gate", "points": [[500, 0], [500, 480]], "in_name": "west", "out_name": "east"}])
+    person = [[det(400 + 10 * i, 240, w=20, h=50, label="person")] for i in range(23)]
+    car = [[det(630 - 20 * k, 240, label="car")] for k in range(12)]
+    run(sc, person + [[], []] + car)
+    counts = totals(sc)["gate"]
+    assert set(counts) == {"person", "car"}
+    assert sum(counts["person"].values()) == 1 and sum(counts["car"].values()) == 1
+    assert set(counts["person"]) != set(counts["car"])  # opposite directions
+
+
 def test_normalised_line_coordinates_scale_to_the_frame() -> None:
     sc = scene(units="normalised", lines=[{"name": "n", "points": [[0, 0.5], [1, 0.5]]}])
     assert sc.lines[0].p1 == (0.0, 240.0) and sc.lines[0].p2 == (640.0, 240.0)

@@ -322,8 +322,13 @@ class ByteTracker:
         cost[by_iou] = 1.0 - iou[by_iou]
         by_dist = ~by_iou & (dist <= gates) & same_class
         cost[by_dist] = 1.0 + dist[by_dist] / np.maximum(gates[by_dist], 1e-9)
-        # Another class only matches by overlap, and after every same-class candidate.
+        # Another class only matches by overlap, after every same-class candidate, and only a track
+        # seen in the previous frame: an object changes its apparent class while in view (a truck's cab
+        # taken for a car), but a lost track "found again" as another class is another object (a car
+        # entering where a person just left the frame).
         cost[~same_class] += 2.0
+        lost = np.array([t.misses > 0 for t in tracks], dtype=bool)
+        cost[lost[:, None] & ~same_class] = np.inf
         pairs: list[tuple[Track, Detection]] = []
         used_t: set[int] = set()
         used_d: set[int] = set()
