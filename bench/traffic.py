@@ -8,12 +8,19 @@ Three figures, each the median of ``--runs`` runs:
 2. frames handled per second with motion gating on a mostly still scene (the first frame repeated
    with sensor noise, with a short burst of real motion) vs the bare detector rate (target >= 3x);
 3. per-frame processing latency p50/p99 (frame handed to the plugin -> outputs returned), overall
-   and for the frames that produced a crossing event.
+   and for the frames that produced a crossing event;
+4. latency from frame publish to count event over MQTT: a private Mosquitto, the gateway as its own
+   process with the demo's traffic pipeline (the shipped int8 demo detector), the camera simulator's
+   busy scene published in real time at 5 fps, crossing events received by a subscriber. For each
+   event, p50/p99 of (a) arrival - publish time of the frame that produced it (the last frame
+   published before it arrived: processing takes far less than a frame period, checked) and (b)
+   arrival - publish time of the first frame past the crossing (adds the frames an object takes to
+   clear the line's hysteresis margin). Needs ``mosquitto``; ``--latency-seconds 0`` skips it.
 
 The detector is the COCO SSD in ``../shared/models/ssd_mobilenet_v1_coco`` (or ``--model``); frames
 come from Debian's ``opencv-doc`` street video, or the camera simulator when that is missing.
 
-    python bench/traffic.py [--runs 3] [--frames 120]
+    python bench/traffic.py [--runs 3] [--frames 120] [--latency-seconds 60]
 
 ``--accuracy`` instead runs the plugin with the given detector on the camera simulator's clean and
 busy scenes (frames JPEG-compressed as the demo publisher sends them) and compares its counts per
@@ -223,6 +230,108 @@ def accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def mqtt_latency(seconds: float, fps: float = 5.0) -> int:
+    """Frame publish -> count event over a real broker, with the gateway as a separate process."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+    import threading
+
+    import yaml
+
+    from gateway.broker import LocalBroker
+    from gateway.config.models import MqttConfig
+    from gateway.mqtt import make_client
+    from plugins.traffic_counting.simulator import CameraSimulator
+
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        print("MQTT latency: skipped (mosquitto not installed)")
+        return 0
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    pipeline = next(p for p in demo["pipelines"] if p["plugin"] == "traffic_counting")
+    pipeline = {**pipeline, "inputs": ["bench/cams/+/frame"]}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-traffic-") as tmp,
+        LocalBroker(workdir=Path(tmp) / "broker") as broker,
+    ):
+        config = {
+            "gateway_id": "bench",
+            "data_dir": str(Path(tmp) / "data"),
+            "mqtt": {"host": broker.host, "port": broker.port},
+            "models": {pipeline["options"]["model"]: demo["models"][pipeline["options"]["model"]]},
+            "pipelines": [pipeline],
+        }
+        config_path = Path(tmp) / "gateway.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        mqtt = MqttConfig(host=broker.host, port=broker.port)
+        arrivals: list[tuple[float, dict[str, Any]]] = []
+        online = threading.Event()
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            now = time.time()
+            if msg.topic.endswith("/status"):
+                if msg.payload == b"online":
+                    online.set()
+                return
+            arrivals.append((now, json.loads(msg.payload)))
+
+        sub = make_client(mqtt, "bench-events")
+        sub.on_message = on_message
+        sub.connect(broker.host, broker.port)
+        sub.subscribe([(f"edge/bench/{pipeline['name']}/event", 1), ("edge/bench/status", 1)])
+        sub.loop_start()
+        pub = make_client(mqtt, "bench-camera")
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+        log = (Path(tmp) / "gateway.log").open("wb")
+        gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(config_path)], stdout=log, stderr=log)
+        try:
+            if not online.wait(60):
+                print("MQTT latency: the gateway did not come online")
+                return 1
+            sim = CameraSimulator("cam1", fps=fps, preset="busy", seed=11, payload="json")
+            published: list[float] = []
+            start = time.time()
+            for k in range(int(seconds * fps)):
+                due = start + k / fps
+                time.sleep(max(0.0, due - time.time()))
+                now = time.time()
+                ((suffix, payload),) = sim.messages(now)  # the frame's timestamp is its publish time
+                pub.publish(f"bench/cams/{suffix}", payload, qos=0)
+                published.append(now)
+            time.sleep(2.0)
+        finally:
+            gw.terminate()
+            gw.wait(30)
+            log.close()
+            sub.loop_stop()
+            pub.loop_stop()
+        events = [(t, doc["data"]) for t, doc in arrivals]
+        if not events:
+            print("MQTT latency: no crossing events received")
+            return 1
+        times = np.asarray(published)
+        by_frame: list[float] = []
+        past_line: list[float] = []
+        for arrived, data in events:
+            last = int(np.searchsorted(times, arrived, side="right")) - 1
+            first_past = int(np.searchsorted(times, float(data["time"]) - 1e-6, side="left"))
+            by_frame.append(arrived - times[last])
+            past_line.append(arrived - times[min(first_past, len(times) - 1)])
+        a50, a99 = np.percentile(np.asarray(by_frame) * 1000, [50, 99])
+        b50, b99 = np.percentile(np.asarray(past_line) * 1000, [50, 99])
+        period_ms = 1000.0 / fps
+        print(f"MQTT frame publish -> count event ({len(events)} events, {len(published)} frames at {fps:g} fps):")
+        print(f"    producing frame -> event: p50 {a50:.1f} ms, p99 {a99:.1f} ms (frame period {period_ms:.0f} ms)")
+        print(f"    first frame past the line -> event: p50 {b50:.1f} ms, p99 {b99:.1f} ms")
+        if a99 >= period_ms:
+            print(
+                "    (p99 exceeds a frame period: events may be attributed to a later frame than the one producing them)"
+            )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=SSD_DIR / "model.tflite")
@@ -238,6 +347,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="simulated time per scene (accuracy mode)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--line-x", type=float, default=0.5, help="counting line position, fraction of the width")
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="real-time MQTT latency run (0 = skip)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.accuracy:
@@ -247,7 +357,7 @@ def main() -> int:
         return accuracy(args)
     if not args.model.exists():
         print(f"detector {args.model} not found (the COCO SSD lives in ../shared/models); pass --model")
-        return 2
+        return mqtt_latency(args.latency_seconds) if args.latency_seconds > 0 else 2
     spec = ModelSpec(
         path=str(args.model),
         labels=str(args.labels) if args.labels.exists() else None,
@@ -301,7 +411,7 @@ def main() -> int:
         print(f"latency of frames producing a crossing event: p50 {e50:.1f} ms, p99 {e99:.1f} ms (n={len(ev_lat)})")
     else:
         print("no crossing events in these frames")
-    return 0
+    return mqtt_latency(args.latency_seconds) if args.latency_seconds > 0 else 0
 
 
 if __name__ == "__main__":
