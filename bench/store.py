@@ -23,20 +23,20 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlite_utils import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.broker import LocalBroker  # noqa: E402
-from gateway.cloud.mqtt_link import MqttCloudLink  # noqa: E402
+from gateway.config.models import MqttConfig  # noqa: E402
 from gateway.ids import new_id  # noqa: E402
-from gateway.store.config import CloudMqtt, StoreConfig  # noqa: E402
+from gateway.mqtt import MqttLink, make_client  # noqa: E402
+from gateway.store.config import StoreConfig  # noqa: E402
 from gateway.store.delivery import Deliverer  # noqa: E402
 from gateway.store.outbox import Outbox  # noqa: E402
 
-IN_FLIGHT = 100  # paho's QoS1 window, the same for both sides of the drain comparison
+#: the gateway's default local broker settings (protocol, QoS1 window), used by both sides of the drain
+MQTT = MqttConfig()
 
 
 def payloads(n: int, size: int) -> list[bytes]:
@@ -128,12 +128,9 @@ def bench_drain(n: int, size: int, broker: LocalBroker, workdir: Path) -> tuple[
     for p in data:
         ob.put("event", "traffic", "edge/gw/traffic/event", p)
     ob.flush(timeout=300)  # the backlog left by an outage
-    link = MqttCloudLink(
-        CloudMqtt(host=broker.host, port=broker.port, tls=None, reconnect_min_s=0.1, reconnect_max_s=1),
-        f"bench-outbox-{os.getpid()}",
-        max_in_flight=IN_FLIGHT,
-    )
-    deliverer = Deliverer(ob, "local", link, max_in_flight=10 * IN_FLIGHT, batch_size=5 * IN_FLIGHT)
+    # the gateway's own local link and deliverer, with the settings the gateway gives them by default
+    link = MqttLink(MQTT.model_copy(update={"host": broker.host, "port": broker.port}), f"bench-outbox-{os.getpid()}")
+    deliverer = Deliverer(ob, "local", link)
     link.start()
     deadline = time.monotonic() + 10
     while not link.connected and time.monotonic() < deadline:
@@ -155,8 +152,9 @@ def bench_drain(n: int, size: int, broker: LocalBroker, workdir: Path) -> tuple[
     link.stop()
     ob.close()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{os.getpid()}", protocol=paho.MQTTv311)
-    client.max_inflight_messages_set(IN_FLIGHT)
+    # the same protocol version and QoS1 window as the gateway's link
+    client = make_client(MQTT, f"bench-bare-{os.getpid()}")
+    client.max_inflight_messages_set(MQTT.max_inflight)
     client.max_queued_messages_set(0)
     bare_done = threading.Event()
     bare_acked = [0]
