@@ -29,7 +29,7 @@ class GateDecision:
     motion: float
     """Fraction of the downscaled frame that changed (0..1)."""
     reason: str
-    """``motion``, ``tail``, ``refresh``, ``first`` or ``still``."""
+    """``motion``, ``tracking``, ``tail``, ``refresh``, ``first`` or ``still``."""
 
 
 class MotionGate:
@@ -92,12 +92,18 @@ class MotionGate:
             return float((changed & self._mask).sum()) / max(area, 1)
         return float(changed.mean())
 
-    def check(self, image: npt.NDArray[np.uint8], ts: float) -> GateDecision:
-        """Whether the detector should run on this frame."""
+    def check(self, image: npt.NDArray[np.uint8], ts: float, tracking: bool = False) -> GateDecision:
+        """Whether the detector should run on this frame.
+
+        ``tracking``: objects are being followed as they move, so the scene is not still whatever the
+        pixels say (a cyclist far away changes fewer pixels than ``min_motion``); the detector runs.
+        """
         self.frames += 1
         motion = self.motion(image)
         if self._last_run_ts is None:
             reason = "first"
+        elif tracking:
+            reason = "tracking"
         elif motion >= self.min_motion:
             reason = "motion"
             self._tail = self.tail_frames

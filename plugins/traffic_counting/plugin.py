@@ -187,6 +187,17 @@ class CameraScene:
             )
         return counted
 
+    def tracking_motion(self) -> bool:
+        """Whether a confirmed track, seen in its last detector run, is moving (the scene is not still)."""
+        for t in self.tracker.tracks:
+            if t.state == TrackState.CONFIRMED and t.misses == 0:
+                vx, vy = t.kalman.velocity
+                x1, y1, x2, y2 = t.box
+                # a tenth of its own size per second: parked cars jitter less, walkers move more
+                if (vx * vx + vy * vy) ** 0.5 > 0.1 * max(x2 - x1, y2 - y1, 1.0):
+                    return True
+        return False
+
     def _touches_border(self, det: Detection, tolerance: float = 2.0) -> bool:
         return (
             det.x1 <= tolerance
@@ -337,7 +348,7 @@ class TrafficCountingPlugin(Plugin[TrafficCountingOptions]):
         scene.frames += 1
         scene.interval_frames += 1
         outputs: list[Output] = []
-        run = scene.gate is None or scene.gate.check(frame.image, ts).run_detector
+        run = scene.gate is None or scene.gate.check(frame.image, ts, tracking=scene.tracking_motion()).run_detector
         detections = None
         if run:
             scene.detector_runs += 1
