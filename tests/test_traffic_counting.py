@@ -246,6 +246,32 @@ def test_a_lost_track_is_not_taken_over_by_an_object_of_another_class() -> None:
     assert set(counts["person"]) != set(counts["car"])  # opposite directions
 
 
+def test_people_merged_into_one_detection_while_passing_each_other_keep_their_ways() -> None:
+    # Two people walk towards each other along a pavement and pass on the line. A coarse detector (a
+    # centroid grid with 13-pixel cells) places each on its cell and sees one person while they are
+    # less than two cells apart. Each track must come out of the merge heading the way it went in.
+    sc = scene(
+        lines=[{"name": "gate", "points": [[320, 0], [320, 480]], "in_name": "west", "out_name": "east"}],
+        tracker={"min_hits": 2},
+    )
+    cell = 40 / 3
+
+    def on_grid(x: float) -> float:
+        return (int(x / cell) + 0.5) * cell
+
+    frames = []
+    for i in range(70):
+        a, b = 200 + 4.4 * i, 440 - 4.4 * i
+        if abs(on_grid(a) - on_grid(b)) < 2 * cell:
+            frames.append([det(on_grid((a + b) / 2), 300, w=27, h=27, label="person")])
+        else:
+            frames.append(
+                [det(on_grid(a), 300, w=27, h=27, label="person"), det(on_grid(b), 300, w=27, h=27, label="person")]
+            )
+    run(sc, frames, fps=5.0)
+    assert totals(sc) == {"gate": {"person": {"west": 1, "east": 1}}}
+
+
 def test_normalised_line_coordinates_scale_to_the_frame() -> None:
     sc = scene(units="normalised", lines=[{"name": "n", "points": [[0, 0.5], [1, 0.5]]}])
     assert sc.lines[0].p1 == (0.0, 240.0) and sc.lines[0].p2 == (640.0, 240.0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -121,8 +122,9 @@ class BoxKalman:
 
 
 def _is_slow(track: Track) -> bool:
-    """Moving less than half its own width per second."""
-    vx, vy = track.kalman.velocity
+    """Moving less than half its own width per second (for a lost track, at its mean velocity)."""
+    v = track.mean_velocity() if track.misses else None
+    vx, vy = v if v is not None else track.kalman.velocity
     x1, _, x2, _ = track.box
     return bool(np.hypot(vx, vy) < 0.5 * max(x2 - x1, 1.0))
 
@@ -148,6 +150,35 @@ class Track:
     """Whether the track was ever confirmed (still true once it is removed)."""
     class_votes: dict[str, float] = field(default_factory=dict)
     _label: str | None = field(default=None, repr=False)
+    seen: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=16), repr=False)
+    """(time, centre x, centre y) of the latest observations."""
+
+    def mean_velocity(self, window_s: float = 2.0) -> tuple[float, float] | None:
+        """Centre velocity (pixels/s) between the first and the last observation of the last ``window_s``;
+        None with fewer than three observations or less than half a second between them.
+
+        The filter's velocity follows the latest observations, which a coarse detector (a centroid grid
+        places objects to within a cell) makes jumpy and, while an object stays in one cell, zero; the
+        mean over a couple of seconds is steady.
+        """
+        if len(self.seen) < 3:
+            return None
+        last_ts, lx, ly = self.seen[-1]
+        first_ts, fx, fy = next((t, x, y) for t, x, y in self.seen if last_ts - t <= window_s)
+        if last_ts - first_ts < 0.5:
+            return None
+        return (lx - fx) / (last_ts - first_ts), (ly - fy) / (last_ts - first_ts)
+
+    def coasting_box(self, ts: float) -> tuple[float, float, float, float]:
+        """Where a lost track is at ``ts``: its last observed box moved on at its mean velocity (the
+        Kalman prediction without one). Two people passing each other, merged into one detection for
+        a moment, are told apart again by where each was heading."""
+        v = self.mean_velocity()
+        if v is None:
+            return self.kalman.box
+        dt = max(ts - self.last_ts, 0.0)
+        x1, y1, x2, y2 = self.last_detection.box
+        return (x1 + v[0] * dt, y1 + v[1] * dt, x2 + v[0] * dt, y2 + v[1] * dt)
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -173,6 +204,7 @@ class Track:
 
     def _observe(self, det: Detection, ts: float) -> None:
         self.kalman.update(det.box)
+        self.seen.append((ts, (det.box[0] + det.box[2]) / 2.0, (det.box[1] + det.box[3]) / 2.0))
         self.last_detection = det
         self.last_ts = ts
         self.hits += 1
@@ -286,6 +318,7 @@ class ByteTracker:
             if det.score < cfg.new_track_score:
                 continue
             track = Track(next(self._ids), BoxKalman(det.box), det, ts, ts, class_votes={det.label: det.score})
+            track.seen.append((ts, (det.box[0] + det.box[2]) / 2.0, (det.box[1] + det.box[3]) / 2.0))
             if cfg.min_hits <= 1:
                 track.state = TrackState.CONFIRMED
                 track.was_confirmed = True
@@ -302,7 +335,8 @@ class ByteTracker:
         if not tracks or not dets:
             return [], list(tracks), list(dets)
         det_boxes = np.array([d.box for d in dets], dtype=np.float64)
-        predicted = np.array([t.box for t in tracks], dtype=np.float64)
+        now = self._last_ts if self._last_ts is not None else 0.0
+        predicted = np.array([t.coasting_box(now) if t.misses else t.box for t in tracks], dtype=np.float64)
         iou = iou_matrix(predicted, det_boxes)
         dist = centre_distance_matrix(predicted, det_boxes)
         # Slow or stopping tracks are also compared where they were last seen: the prediction of a
