@@ -272,6 +272,21 @@ def test_people_merged_into_one_detection_while_passing_each_other_keep_their_wa
     assert totals(sc) == {"gate": {"person": {"west": 1, "east": 1}}}
 
 
+def test_one_walker_placed_in_two_cells_by_turns_counts_once() -> None:
+    # A walker on the boundary between two rows of a centroid grid is placed in one row, then the
+    # other, for stretches of a few frames, and for a moment in both (two tracks start); each row then
+    # feeds its own track by turns.
+    sc = scene(lines=[{"name": "gate", "points": [[320, 0], [320, 480]], "in_name": "west", "out_name": "east"}])
+    rows = [(293,)] * 6 + [(293, 307)] * 2 + [(307,), (307,), (293,), (293,), (293,), (307,), (307,)] * 5
+
+    def walker(i: int, y: float) -> Detection:
+        return det(250 + 4.4 * i, y, w=27, h=27, label="person")
+
+    frames = [[walker(i, y) for y in ys] for i, ys in enumerate(rows[:40])]
+    run(sc, frames, fps=5.0)
+    assert totals(sc) == {"gate": {"person": {"east": 1}}}
+
+
 def test_normalised_line_coordinates_scale_to_the_frame() -> None:
     sc = scene(units="normalised", lines=[{"name": "n", "points": [[0, 0.5], [1, 0.5]]}])
     assert sc.lines[0].p1 == (0.0, 240.0) and sc.lines[0].p2 == (640.0, 240.0)

@@ -129,6 +129,21 @@ def _is_slow(track: Track) -> bool:
     return bool(np.hypot(vx, vy) < 0.5 * max(x2 - x1, 1.0))
 
 
+def _one_object_seen_twice(a: Track, b: Track, window_s: float = 2.0) -> bool:
+    """Whether two tracks are one object fed to both by turns: over the last ``window_s`` they were
+    never observed in the same frame and moved alike. Two objects are seen together most of the time,
+    and two passing each other move apart."""
+    va, vb = a.mean_velocity(window_s), b.mean_velocity(window_s)
+    if va is None or vb is None:
+        return False
+    since = max(a.last_ts, b.last_ts) - window_s
+    if {t for t, _, _ in a.seen if t >= since} & {t for t, _, _ in b.seen if t >= since}:
+        return False
+    x1, y1, x2, y2 = a.box
+    tolerance = 0.25 * (np.hypot(*va) + np.hypot(*vb)) + 0.25 * max(x2 - x1, y2 - y1)
+    return bool(np.hypot(va[0] - vb[0], va[1] - vb[1]) <= tolerance)
+
+
 def _to_cxcywh(box: Sequence[float]) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return (x1 + x2) / 2.0, (y1 + y2) / 2.0, max(x2 - x1, 1.0), max(y2 - y1, 1.0)
@@ -239,6 +254,7 @@ class TrackerConfig:
     max_lost_s: float = 2.0
     max_lost_frames: int = 30
     tentative_max_misses: int = 1
+    duplicate_iou: float = 0.3
 
 
 class ByteTracker:
@@ -313,6 +329,21 @@ class ByteTracker:
             if t.misses > cfg.tentative_max_misses:
                 t.state = TrackState.REMOVED
                 removed.append(t)
+        # A lost track lying on a track of its class seen in this frame is that object's double: a
+        # detector that hesitates between two cells for one object (a walker on a cell boundary) feeds
+        # two tracks by turns, and both would count the crossing.
+        seen_now = [t for t, _ in observed if t.state == TrackState.CONFIRMED]
+        if seen_now:
+            for t in unmatched_confirmed:
+                if t.state != TrackState.LOST:
+                    continue
+                overlaps = iou_matrix(np.array([t.coasting_box(ts)]), np.array([o.box for o in seen_now]))[0]
+                if any(
+                    v >= cfg.duplicate_iou and o.label == t.label and _one_object_seen_twice(t, o)
+                    for v, o in zip(overlaps, seen_now)
+                ):
+                    t.state = TrackState.REMOVED
+                    removed.append(t)
 
         for det in new_dets:
             if det.score < cfg.new_track_score:
