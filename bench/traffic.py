@@ -116,6 +116,34 @@ def still_scene(frames: list[np.ndarray], moving_share: float = 0.1, seed: int =
     return out
 
 
+def _context(registry: ModelRegistry, pipeline: str) -> PluginContext:
+    return PluginContext(
+        pipeline=pipeline,
+        gateway_id="bench",
+        logger=logging.getLogger("bench"),
+        clock=time.time,
+        data_dir=Path.cwd(),
+        models=_Models(registry),
+        state=_MemoryState(),  # type: ignore[arg-type]
+    )
+
+
+def count_scene(
+    registry: ModelRegistry, options: TrafficCountingOptions, scene: Any, line: Any, seconds: float, fps: float
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Ground-truth crossings of ``line`` (``in``/``out``) and the plugin's counts on its line of that name,
+    for ``seconds`` of ``scene`` at ``fps``, frames JPEG-compressed as the demo publisher sends them."""
+    plugin = TrafficCountingPlugin(options, _context(registry, "accuracy"))
+    start = scene.time
+    for f in scene.frames(int(seconds * fps), fps):
+        ok, jpeg = cv2.imencode(".jpg", f.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        image = np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), dtype=np.uint8)
+        plugin.process(Frame("camera/sim", f.ts, f.ts, "sim", image, seq=f.index))
+    got = plugin.scenes["sim"].counter.counts.snapshot().get(line.name, {})
+    plugin.close()
+    return scene.counts(line, since=start), got
+
+
 def make_plugin(registry: ModelRegistry, gating: bool, labels_classes: list[str]) -> TrafficCountingPlugin:
     options = TrafficCountingOptions.model_validate(
         {
@@ -127,16 +155,7 @@ def make_plugin(registry: ModelRegistry, gating: bool, labels_classes: list[str]
             "motion": {"enabled": gating, "refresh_s": 5.0},
         }
     )
-    ctx = PluginContext(
-        pipeline="bench",
-        gateway_id="bench",
-        logger=logging.getLogger("bench"),
-        clock=time.time,
-        data_dir=Path.cwd(),
-        models=_Models(registry),
-        state=_MemoryState(),  # type: ignore[arg-type]
-    )
-    return TrafficCountingPlugin(options, ctx)
+    return TrafficCountingPlugin(options, _context(registry, "bench"))
 
 
 def paired_run(
@@ -192,26 +211,8 @@ def demo_accuracy(seeds: list[int], seconds: float, fps: float = 5.0) -> int:
             config = getattr(SceneConfig, preset)()
             scene = Scene(config, seed=seed)
             line = vertical_line(config, fraction=x / config.width, name=options.lines[0].name)
-            ctx = PluginContext(
-                pipeline="accuracy",
-                gateway_id="bench",
-                logger=logging.getLogger("bench"),
-                clock=time.time,
-                data_dir=Path.cwd(),
-                models=_Models(registry),
-                state=_MemoryState(),  # type: ignore[arg-type]
-            )
-            plugin = TrafficCountingPlugin(options, ctx)
-            start = scene.time
-            for f in scene.frames(int(seconds * fps), fps):
-                ok, jpeg = cv2.imencode(".jpg", f.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                image = np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), dtype=np.uint8)
-                plugin.process(Frame("camera/sim", f.ts, f.ts, "sim", image, seq=f.index))
-            truth = {
-                c: {directions[d]: n for d, n in per.items()} for c, per in scene.counts(line, since=start).items()
-            }
-            got = plugin.scenes["sim"].counter.counts.snapshot().get(line.name, {})
-            plugin.close()
+            truth, got = count_scene(registry, options, scene, line, seconds, fps)
+            truth = {c: {directions[d]: n for d, n in per.items()} for c, per in truth.items()}
             total, counted, diff = _count_errors(truth, got)
             totals = [totals[0] + total, totals[1] + counted, totals[2] + diff]
             tree = next((cx for kind, cx, _ in scene._clutter if kind == "tree"), None)  # noqa: SLF001
@@ -271,23 +272,7 @@ def accuracy(args: argparse.Namespace) -> int:
                 "tracker": {"low_score": min(0.15, args.score)},
             }
         )
-        ctx = PluginContext(
-            pipeline="accuracy",
-            gateway_id="bench",
-            logger=logging.getLogger("bench"),
-            clock=time.time,
-            data_dir=Path.cwd(),
-            models=_Models(registry),
-            state=_MemoryState(),  # type: ignore[arg-type]
-        )
-        plugin = TrafficCountingPlugin(options, ctx)
-        start = scene.time
-        for f in scene.frames(int(args.seconds * args.fps), args.fps):
-            ok, jpeg = cv2.imencode(".jpg", f.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            image = np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), dtype=np.uint8)
-            plugin.process(Frame("camera/sim", f.ts, f.ts, "sim", image, seq=f.index))
-        truth = scene.counts(line, since=start)
-        got = plugin.scenes["sim"].counter.counts.snapshot().get(line.name, {})
+        truth, got = count_scene(registry, options, scene, line, args.seconds, args.fps)
         total, counted, diff = _count_errors(truth, got)
         print(
             f"{preset}: truth {total}, counted {counted} ({(counted - total) / max(total, 1):+.1%}); "
