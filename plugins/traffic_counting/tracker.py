@@ -15,6 +15,10 @@ Two additions for edge cameras:
 - Stop-and-go: a braking vehicle's prediction overshoots; slow tracks are also compared with their
   last observed box and the better of the two is used, and low-score detections keep tracks that
   were just lost alive.
+- Coarse detectors (a centroid grid places objects to within a cell): a lost track coasts at its mean
+  velocity over the last two seconds, not at the filter's jumpy one, so objects merged into one
+  detection for a moment come out of it on their own tracks; a lost track that only ever took turns
+  with a live track of its class on the same object is dropped as its double.
 
 No external tracking library is used: the ones that implement ByteTrack pull in scipy, PyTorch or
 ``lap``, which are heavy or unavailable on 32-bit Raspberry Pi OS. Assignment is greedy by cost,
@@ -144,6 +148,10 @@ def _one_object_seen_twice(a: Track, b: Track, window_s: float = 2.0) -> bool:
     return bool(np.hypot(va[0] - vb[0], va[1] - vb[1]) <= tolerance)
 
 
+def _centre(box: Sequence[float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+
+
 def _to_cxcywh(box: Sequence[float]) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return (x1 + x2) / 2.0, (y1 + y2) / 2.0, max(x2 - x1, 1.0), max(y2 - y1, 1.0)
@@ -167,6 +175,9 @@ class Track:
     _label: str | None = field(default=None, repr=False)
     seen: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=16), repr=False)
     """(time, centre x, centre y) of the latest observations."""
+
+    def __post_init__(self) -> None:
+        self.seen.append((self.last_ts, *_centre(self.last_detection.box)))
 
     def mean_velocity(self, window_s: float = 2.0) -> tuple[float, float] | None:
         """Centre velocity (pixels/s) between the first and the last observation of the last ``window_s``;
@@ -219,7 +230,7 @@ class Track:
 
     def _observe(self, det: Detection, ts: float) -> None:
         self.kalman.update(det.box)
-        self.seen.append((ts, (det.box[0] + det.box[2]) / 2.0, (det.box[1] + det.box[3]) / 2.0))
+        self.seen.append((ts, *_centre(det.box)))
         self.last_detection = det
         self.last_ts = ts
         self.hits += 1
@@ -349,7 +360,6 @@ class ByteTracker:
             if det.score < cfg.new_track_score:
                 continue
             track = Track(next(self._ids), BoxKalman(det.box), det, ts, ts, class_votes={det.label: det.score})
-            track.seen.append((ts, (det.box[0] + det.box[2]) / 2.0, (det.box[1] + det.box[3]) / 2.0))
             if cfg.min_hits <= 1:
                 track.state = TrackState.CONFIRMED
                 track.was_confirmed = True
