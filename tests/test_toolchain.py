@@ -222,6 +222,18 @@ def test_report_rewrites_only_its_own_part_of_the_docs_page(tmp_path: Path) -> N
     assert text.count(BEGIN_MARK) == 1 and text.count(END_MARK) == 1
 
 
+def test_report_of_some_models_keeps_the_other_models_sections(tmp_path: Path) -> None:
+    from gateway.toolchain.report import write_report
+
+    page = tmp_path / "models.md"
+    write_report(page, "How it was measured.\n\n### alpha 1.0.0\n\nalpha table\n\n### beta 1.0.0\n\nbeta table 1\n")
+    write_report(page, "Measured again.\n\n### beta 2.0.0\n\nbeta table 2\n\n### gamma 1.0.0\n\ngamma table\n")
+    text = page.read_text()
+    assert "Measured again." in text and "How it was measured." not in text
+    assert "alpha table" in text and "beta table 2" in text and "beta table 1" not in text
+    assert text.index("### alpha") < text.index("### beta 2.0.0") < text.index("### gamma")
+
+
 def test_models_build_and_report_commands(
     build: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
