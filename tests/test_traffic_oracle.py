@@ -124,7 +124,7 @@ def test_busy_stop_and_go_scene_with_detector_misses_and_jitter_within_two_perce
 
 
 def test_centroid_grid_detections_on_the_busy_scene() -> None:
-    # Cell-quantised centres and nominal boxes, one object per cell, as the demo detector reports
+    # Cell-quantised centres and nominal boxes, one object per cell, as a coarse (stride 8) grid detector reports
     # them; line margins are raised to half a cell so a hop between neighbouring cells never counts.
     # Vehicles stay within 2 %; people walking in groups share cells (one object per cell is the
     # layout's limit), so they are under-counted, never over-counted.
