@@ -68,39 +68,24 @@ def write_bare(data: list[bytes], ids: list[str], path: Path, batch_size: int) -
     db = Database(path)
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")
-    columns = [
-        "id",
-        "kind",
-        "pipeline",
-        "topic",
-        "payload",
-        "qos",
-        "retain",
-        "created_at",
-        "targets",
-        "pending",
-        "size",
-    ]
-    db.table("records").create(
-        {
-            "id": str,
-            "kind": str,
-            "pipeline": str,
-            "topic": str,
-            "payload": bytes,
-            "qos": int,
-            "retain": int,
-            "created_at": float,
-            "targets": int,
-            "pending": int,
-            "size": int,
-        },
-        pk="id",
-    )
+    schema = {
+        "id": str,
+        "kind": str,
+        "pipeline": str,
+        "topic": str,
+        "payload": bytes,
+        "qos": int,
+        "retain": int,
+        "created_at": float,
+        "targets": int,
+        "pending": int,
+        "size": int,
+    }
+    db.table("records").create(schema, pk="id")
     now = time.time()
     start = time.perf_counter()
     # the same rows, in insert_all's fastest form (a header, then tuples)
-    rows = [columns] + [
+    rows = [list(schema)] + [
         (rid, "event", "traffic", "edge/gw/traffic/event", p, 1, 0, now, 1, 1, len(p)) for rid, p in zip(ids, data)
     ]
     db.table("records").insert_all(rows, batch_size=batch_size)

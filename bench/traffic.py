@@ -285,19 +285,18 @@ def accuracy(args: argparse.Namespace) -> int:
 def mqtt_latency(seconds: float, fps: float = 5.0) -> int:
     """Frame publish -> count event over a real broker, with the gateway as a separate process."""
     import json
-    import shutil
     import subprocess
     import tempfile
     import threading
 
     import yaml
 
-    from gateway.broker import LocalBroker
+    from gateway.broker import LocalBroker, mosquitto_binary
     from gateway.config.models import MqttConfig
     from gateway.mqtt import make_client
     from plugins.traffic_counting.simulator import CameraSimulator
 
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+    if mosquitto_binary() is None:
         print("MQTT latency: skipped (mosquitto not installed)")
         return 0
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())

@@ -25,7 +25,7 @@ from gateway.store.records import Backend, Batch, Outcome, Selection, StoredRow,
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Migrations("edge_gateway.outbox")
-_CHUNK = 500
+_CHUNK = 500  # ids per IN (...) list
 _INSERT_COLUMNS = (
     "id",
     "kind",
@@ -38,7 +38,7 @@ _INSERT_COLUMNS = (
     "targets",
     "pending",
     "size",
-)  # ids per IN (...) list
+)
 _COLUMNS = "id, kind, pipeline, topic, payload, qos, retain, created_at, targets, pending"
 
 
