@@ -246,6 +246,40 @@ def test_a_lost_track_is_not_taken_over_by_an_object_of_another_class() -> None:
     assert set(counts["person"]) != set(counts["car"])  # opposite directions
 
 
+def _queue_then_hidden(hidden_from: float, lane_y: float = 240) -> list[list[Detection]]:
+    # A car (60 px long) creeps forward in a queue (20 px/s at 5 fps), goes behind a tree at
+    # ``hidden_from`` and pulls away behind it: it comes out 1.4 s later 105 px on, more than a car
+    # length ahead of where it coasted (48 px on), and leaves at 150 px/s.
+    frames = [[det(hidden_from - 40 + 4 * i, lane_y)] for i in range(11)]
+    frames += [[] for _ in range(6)]
+    frames += [[det(x, lane_y)] for x in (hidden_from + 105, hidden_from + 135, hidden_from + 165)]
+    return frames
+
+
+def test_a_car_pulling_away_behind_an_occluder_is_found_again_along_its_lane() -> None:
+    gate = [{"name": "gate", "points": [[330, 0], [330, 480]], "in_name": "west", "out_name": "east"}]
+    sc = scene(lines=gate)
+    run(sc, _queue_then_hidden(260), fps=5.0)
+    assert totals(sc) == {"gate": {"car": {"east": 1}}}
+    assert [t.id for t in sc.tracker.tracks] == [1]
+    # Without the lane rule the car comes out as a new track past the line: the crossing is lost.
+    sc = scene(lines=gate, tracker={"lane_refind": False})
+    run(sc, _queue_then_hidden(260), fps=5.0)
+    assert totals(sc) == {}
+
+
+def test_a_lost_track_is_not_found_again_off_its_lane_or_behind_it() -> None:
+    sc = scene(lines=[{"name": "gate", "points": [[330, 0], [330, 480]], "in_name": "west", "out_name": "east"}])
+    frames = _queue_then_hidden(260)[:17]
+    frames += [[det(365, 300)], [det(395, 300)]]  # a car one lane over, where the hidden one would come out
+    frames += [[det(150, 240)], [det(170, 240)]]  # the next car of the lane, behind it
+    run(sc, frames, fps=5.0)
+    assert totals(sc) == {}
+    tracks = {t.id: t for t in sc.tracker.tracks}
+    assert sorted(tracks) == [1, 2, 3]
+    assert tracks[1].state == TrackState.LOST and tracks[1].seen[-1][1] == 260
+
+
 def test_people_merged_into_one_detection_while_passing_each_other_keep_their_ways() -> None:
     # Two people walk towards each other along a pavement and pass on the line. A coarse detector (a
     # centroid grid with 13-pixel cells) places each on its cell and sees one person while they are

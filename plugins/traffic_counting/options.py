@@ -145,6 +145,12 @@ class TrackerOptions(_Section):
     max_lost_frames: int = Field(
         default=30, ge=1, title="Max lost detector runs", description="Detector runs an unseen track is kept."
     )
+    lane_refind: bool = Field(
+        default=True,
+        title="Re-find along the path",
+        description="A lost track is found again further along its path than it coasted (a vehicle that "
+        "pulled away behind an occluder), by class and size across the path, within twice its speed.",
+    )
 
 
 class MotionOptions(_Section):

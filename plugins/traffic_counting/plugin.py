@@ -112,6 +112,7 @@ class CameraScene:
                 min_hits=t.min_hits,
                 max_lost_s=t.max_lost_s,
                 max_lost_frames=t.max_lost_frames,
+                lane_refind=t.lane_refind,
             )
         )
         lines = []

@@ -148,6 +148,62 @@ def _one_object_seen_twice(a: Track, b: Track, window_s: float = 2.0) -> bool:
     return bool(np.hypot(va[0] - vb[0], va[1] - vb[1]) <= tolerance)
 
 
+def _refind_in_lane(lost: Sequence[Track], dets: Sequence[Detection], ts: float) -> list[tuple[Track, Detection]]:
+    """Pairs of lost tracks and would-be new tracks that are the same object come out from behind an
+    occluder (a tree, a parked truck) further along its lane than the track coasted.
+
+    A vehicle that was queueing when it went out of sight and pulled away behind the occluder comes
+    out ahead of where its slow mean velocity put it, outside every gate; a new track started there
+    would not count the line it crossed while hidden. A detection is the lost object when it has the
+    object's class and size across the direction of travel, lies on its path (the line from its first
+    to its last observation, within half its size across it), ahead of where it was last seen, and
+    no further than the object could have got: at twice its speed (at least one box length per
+    second) while speeding up by one box length per second squared. The closest to the coasting
+    position wins.
+    """
+    candidates: list[tuple[float, int, int]] = []
+    for ti, t in enumerate(lost):
+        if not t.was_confirmed or len(t.seen) < 3:
+            continue
+        (x0, y0), (t1, x1, y1) = t.origin, t.seen[-1]
+        travel = float(np.hypot(x1 - x0, y1 - y0))
+        bx1, by1, bx2, by2 = t.last_detection.box
+        width, height = max(bx2 - bx1, 1.0), max(by2 - by1, 1.0)
+        if travel < 0.5 * min(width, height) or t1 <= t.first_ts:
+            continue  # no direction of travel to follow
+        ux, uy = (x1 - x0) / travel, (y1 - y0) / travel
+        length = abs(ux) * width + abs(uy) * height  # extent along the path
+        across = abs(uy) * width + abs(ux) * height  # extent across it
+        mean = t.mean_velocity()
+        speed = max(travel / (t1 - t.first_ts), float(np.hypot(*mean)) if mean is not None else 0.0)
+        elapsed = ts - t.last_ts
+        reach = max(2.0 * speed, length) * elapsed + 0.5 * length * elapsed**2 + 0.5 * length
+        expected = speed * elapsed
+        for di, d in enumerate(dets):
+            if d.label != t.label:
+                continue
+            dx1, dy1, dx2, dy2 = d.box
+            d_across = abs(uy) * (dx2 - dx1) + abs(ux) * (dy2 - dy1)
+            if not 0.67 <= d_across / across <= 1.5:
+                continue
+            cx, cy = _centre(d.box)
+            along = (cx - x1) * ux + (cy - y1) * uy
+            off_path = abs((cx - x1) * uy - (cy - y1) * ux)
+            if along <= 0.0 or along > reach or off_path > 0.5 * across:
+                continue
+            candidates.append((abs(along - expected), ti, di))
+    pairs: list[tuple[Track, Detection]] = []
+    used_t: set[int] = set()
+    used_d: set[int] = set()
+    for _, ti, di in sorted(candidates):
+        if ti in used_t or di in used_d:
+            continue
+        used_t.add(ti)
+        used_d.add(di)
+        pairs.append((lost[ti], dets[di]))
+    return pairs
+
+
 def _centre(box: Sequence[float]) -> tuple[float, float]:
     return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
 
@@ -176,8 +232,12 @@ class Track:
     seen: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=16), repr=False)
     """(time, centre x, centre y) of the latest observations."""
 
+    origin: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
+    """Centre of the first observation."""
+
     def __post_init__(self) -> None:
-        self.seen.append((self.last_ts, *_centre(self.last_detection.box)))
+        self.origin = _centre(self.last_detection.box)
+        self.seen.append((self.last_ts, *self.origin))
 
     def mean_velocity(self, window_s: float = 2.0) -> tuple[float, float] | None:
         """Centre velocity (pixels/s) between the first and the last observation of the last ``window_s``;
@@ -266,6 +326,7 @@ class TrackerConfig:
     max_lost_frames: int = 30
     tentative_max_misses: int = 1
     duplicate_iou: float = 0.3
+    lane_refind: bool = True
 
 
 class ByteTracker:
@@ -327,6 +388,16 @@ class ByteTracker:
             if track.state == TrackState.LOST or (track.state == TrackState.TENTATIVE and track.hits >= cfg.min_hits):
                 track.state = TrackState.CONFIRMED
                 track.was_confirmed = True
+
+        if cfg.lane_refind:
+            pairs = _refind_in_lane(unmatched_confirmed, [d for d in new_dets if d.score >= cfg.new_track_score], ts)
+            for track, det in pairs:
+                track._observe(det, ts)
+                track.state = TrackState.CONFIRMED
+            observed += pairs
+            found = {id(t) for t, _ in pairs} | {id(d) for _, d in pairs}
+            unmatched_confirmed = [t for t in unmatched_confirmed if id(t) not in found]
+            new_dets = [d for d in new_dets if id(d) not in found]
 
         removed: list[Track] = []
         for t in unmatched_confirmed:
