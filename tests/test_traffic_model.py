@@ -23,12 +23,13 @@ from plugins.traffic_counting.recipe import (
     INPUT_H,
     INPUT_W,
     NUM_CHANNELS,
+    DemoDetectorRecipe,
     DetectionScore,
     find_peaks,
     heatmap_target,
     target_peaks,
 )
-from plugins.traffic_counting.scenes import LABELS, Scene, SceneConfig
+from plugins.traffic_counting.scenes import LABELS, GroundTruthObject, Scene, SceneConfig
 
 MODELS = Path(__file__).resolve().parents[1] / "plugins" / "traffic_counting" / "models"
 NAME = "demo_detector"
@@ -181,3 +182,31 @@ def test_empty_roads_yield_few_false_detections(registry: ModelRegistry) -> None
     # Clutter (a tree trunk, the lamp post) is sometimes taken for a person; it never moves, so it
     # crosses no line, but it must stay rare.
     assert false_per_frame <= EMPTY_FALSE_PER_FRAME_CEILING
+
+
+def test_a_mostly_hidden_object_is_background_or_its_own_class_in_the_target() -> None:
+    def obj(label: str, x: float, visible: float) -> GroundTruthObject:
+        return GroundTruthObject(1, label, (x, 100.0, x + 40.0, 120.0), (x + 20.0, 110.0), 1.0, visible, 0.0)
+
+    target = heatmap_target([obj("car", 40.0, 1.0), obj("car", 200.0, 0.2)], 320, 240)
+    peaks, ignore = target_peaks(target)
+    assert [LABELS[p.label] for p in peaks] == ["car"]  # only the well visible car is a target
+    row, col = int(110 / 240 * GRID_H), int(220 / 320 * GRID_W)
+    assert target[row, col, 0] == 1.0 and target[row, col, LABELS.index("car") + 1] == 1.0
+    assert target[row, col].sum() == 2.0 and ignore[row, col]
+    assert target[row, col + 3].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]  # plain background around it
+
+
+def test_loss_lets_a_mostly_hidden_object_be_background_or_its_class_but_not_another_class() -> None:
+    pytest.importorskip("tensorflow", reason="the loss is TensorFlow code (the [train] extra)")
+    loss = DemoDetectorRecipe().compile_args()["loss"]
+    either = np.zeros((1, 1, 1, NUM_CHANNELS), np.float32)
+    either[..., 0] = either[..., LABELS.index("car") + 1] = 1.0
+
+    def cost(predicted_channel: int) -> float:
+        pred = np.full((1, 1, 1, NUM_CHANNELS), 0.01, np.float32)
+        pred[..., predicted_channel] = 1.0 - 0.01 * (NUM_CHANNELS - 1)
+        return float(loss(either, pred))
+
+    assert cost(0) < 1.0 and cost(LABELS.index("car") + 1) < 1.0
+    assert cost(LABELS.index("bicycle") + 1) > 50.0

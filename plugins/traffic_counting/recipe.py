@@ -9,9 +9,9 @@ counter needs and keeps the model tiny (tens of kilobytes as int8).
 
 Training data comes from :mod:`plugins.traffic_counting.scenes`: frames of many scenes (clean and
 busy traffic, random looks, noise, lighting), JPEG-compressed like the demo publisher sends them,
-resized to the input size. Targets are one-hot heatmaps; cells of objects that are mostly hidden
-or mostly outside the frame are all-zero ("ignore": they add no loss and their detections count
-neither as hits nor as false alarms).
+resized to the input size. Targets are one-hot heatmaps; the cell of an object that is mostly
+hidden or mostly outside the frame is "background or its class" (either answer costs nothing, another
+class does; its detections count neither as hits nor as false alarms).
 
 ``python -m plugins.traffic_counting.recipe`` trains the recipe and writes every ``.tflite``
 variant, the labels and a manifest into ``models/`` (TensorFlow is needed only for that, and is
@@ -52,7 +52,7 @@ NUM_CHANNELS = len(LABELS) + 1
 #: Objects at least this much inside the frame and this visible are targets ...
 TARGET_IN_FRAME = 0.5
 TARGET_VISIBLE = 0.4
-#: ... objects above these (but below the target bar) are "ignore" cells.
+#: ... objects above these (but below the target bar) are "background or its class" cells.
 IGNORE_IN_FRAME = 0.15
 IGNORE_VISIBLE = 0.1
 
@@ -75,11 +75,16 @@ def preprocess(bgr: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, np.d
 def heatmap_target(
     objects: Iterable[GroundTruthObject], frame_w: int, frame_h: int
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """One-hot centroid heatmap ``[GRID_H, GRID_W, C + 1]`` for one frame (all-zero cells = ignore)."""
+    """Centroid heatmap ``[GRID_H, GRID_W, C + 1]`` of one frame.
+
+    A cell holding the centre of a well visible object is one-hot on its class; the cell of an object
+    mostly hidden or mostly outside the frame is "background or its class" (both set): either answer
+    is right there, but another class is not (the front of a car coming out from behind a tree is no
+    bicycle)."""
     y = np.zeros((GRID_H, GRID_W, NUM_CHANNELS), np.float32)
     y[..., 0] = 1.0
     claimed = np.zeros((GRID_H, GRID_W), np.float32)  # visible area of the object owning the cell
-    ignore: list[tuple[int, int]] = []
+    ignore: list[tuple[int, int, str]] = []
     for o in objects:
         cx, cy = o.visible_centre
         col = min(GRID_W - 1, max(0, int(cx / frame_w * GRID_W)))
@@ -92,10 +97,10 @@ def heatmap_target(
                 y[row, col] = 0.0
                 y[row, col, LABELS.index(o.label) + 1] = 1.0
         elif o.in_frame >= IGNORE_IN_FRAME and o.visible >= IGNORE_VISIBLE:
-            ignore.append((row, col))
-    for row, col in ignore:
+            ignore.append((row, col, o.label))
+    for row, col, label in ignore:
         if claimed[row, col] == 0:
-            y[row, col] = 0.0
+            y[row, col, LABELS.index(label) + 1] = 1.0
     return y
 
 
@@ -206,10 +211,10 @@ def find_peaks(heatmap: np.ndarray[Any, np.dtype[Any]], threshold: float = DEFAU
 def target_peaks(target: np.ndarray[Any, np.dtype[Any]]) -> tuple[list[Peak], np.ndarray[Any, np.dtype[np.bool_]]]:
     """Ground-truth centroids of a target heatmap, and the mask of its ignore cells."""
     cls = target[..., 1:].argmax(axis=-1)
-    obj = target[..., 1:].max(axis=-1) > 0.5
-    peaks = [Peak(int(r), int(c), int(cls[r, c]), 1.0) for r, c in np.argwhere(obj)]
-    ignore = target.sum(axis=-1) < 0.5
-    return peaks, ignore
+    labelled = target[..., 1:].max(axis=-1) > 0.5
+    either = labelled & (target[..., 0] > 0.5)
+    peaks = [Peak(int(r), int(c), int(cls[r, c]), 1.0) for r, c in np.argwhere(labelled & ~either)]
+    return peaks, either | (target.sum(axis=-1) < 0.5)
 
 
 @dataclass
@@ -299,9 +304,10 @@ class DemoDetectorRecipe:
     batch_size = 32
     labels: tuple[str, ...] = LABELS
     object_weight = 24.0
+    student_width = 1.0
     """Loss weight of object cells relative to background cells (objects hold well under 1 % of cells)."""
 
-    def __init__(self, train_clips: int = 110, frames_per_clip: int = 40, workers: int = 2) -> None:
+    def __init__(self, train_clips: int = 160, frames_per_clip: int = 40, workers: int = 2) -> None:
         self.train_clips = train_clips
         self.frames_per_clip = frames_per_clip
         self.workers = workers
@@ -329,7 +335,7 @@ class DemoDetectorRecipe:
 
         if role not in ("student", "teacher"):
             raise ValueError(f"unknown role {role!r}; expected 'student' or 'teacher'")
-        width = 1.0 if role == "student" else 2.0
+        width = self.student_width if role == "student" else 2.0
         extra = 0 if role == "student" else 2
 
         def ch(n: int) -> int:
@@ -367,7 +373,8 @@ class DemoDetectorRecipe:
         return keras.Model(inp, out, name=f"{self.name}_{role}")
 
     def compile_args(self) -> dict[str, Any]:
-        """Cell-weighted cross-entropy (works with one-hot, soft and all-zero "ignore" targets), Adam
+        """Cell-weighted cross-entropy (works with one-hot, soft and all-zero "ignore" targets; a
+        "background or its class" cell costs ``-log(p_background + p_class)`` at an object's weight), Adam
         with a learning rate decaying over ``epochs`` along a cosine."""
         import keras
 
@@ -376,9 +383,11 @@ class DemoDetectorRecipe:
 
         def weighted_crossentropy(y_true: Any, y_pred: Any) -> Any:
             ops = keras.ops
-            w = ops.sum(y_true * weights, axis=-1)
+            either = ops.sum(y_true, axis=-1) > 1.5
+            w = ops.where(either, ops.max(y_true * weights, axis=-1), ops.sum(y_true * weights, axis=-1))
             ce = -ops.sum(y_true * ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
-            return ops.mean(w * ce)
+            ce_either = -ops.log(ops.clip(ops.sum(y_true * y_pred, axis=-1), 1e-7, 1.0))
+            return ops.mean(w * ops.where(either, ce_either, ce))
 
         steps = self.epochs * int(np.ceil(self.train_clips * self.frames_per_clip / self.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.02)
@@ -548,8 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
     parser.add_argument("--epochs", type=int, default=DemoDetectorRecipe.epochs)
-    parser.add_argument("--clips", type=int, default=110, help="training clips (40 frames each)")
+    parser.add_argument("--clips", type=int, default=160, help="training clips (40 frames each)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=float, default=None, help="channel multiplier of the student")
+    parser.add_argument("--object-weight", type=float, default=None, help="loss weight of object cells")
     parser.add_argument("--init", type=Path, default=None, help="continue training this saved Keras model")
     parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (cosine decay)")
     parser.add_argument("--keras", type=Path, default=None, help="also save the trained Keras model here")
@@ -560,6 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keras.utils.set_random_seed(args.seed)
     recipe = DemoDetectorRecipe(train_clips=args.clips)
+    if args.width is not None:
+        recipe.student_width = args.width
+    if args.object_weight is not None:
+        recipe.object_weight = args.object_weight
     if args.cache is not None and args.cache.exists():
         with np.load(args.cache) as z:
             ds = Dataset(**{k: z[k] for k in z.files})
