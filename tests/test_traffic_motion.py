@@ -51,3 +51,25 @@ def test_gate_mask_ignores_motion_outside_it() -> None:
     gate = MotionGate(tail_frames=0, refresh_s=100, mask=mask)
     gate.check(_street(100), 0.0)
     assert not gate.check(_street(300), 0.1).run_detector
+
+
+def test_a_dark_car_on_a_dark_road_wakes_the_gate_and_sensor_noise_does_not() -> None:
+    # A black car (grey 28) on dark asphalt (grey 40): a difference of 12 grey levels, less after the
+    # gate's downscale and blur. Sensor noise of sigma 6 per frame on the still road does not wake it.
+    rng = np.random.default_rng(0)
+
+    def road(car_x: int | None) -> np.ndarray:
+        image = np.full((480, 640, 3), 90, np.uint8)
+        image[300:420] = 40
+        if car_x is not None:
+            image[340:376, car_x : car_x + 70] = 28
+        return np.clip(image.astype(np.int16) + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+
+    gate = MotionGate(tail_frames=0, refresh_s=100)
+    gate.check(road(None), 0.0)
+    assert not any(gate.check(road(None), i / 5).run_detector for i in range(1, 20))
+    assert all(gate.check(road(600 - 30 * i), 4 + i / 5).reason == "motion" for i in range(1, 6))
+    # The former default threshold (15 grey levels) missed it.
+    blunt = MotionGate(pixel_threshold=15, tail_frames=0, refresh_s=100)
+    blunt.check(road(None), 0.0)
+    assert not any(blunt.check(road(600 - 30 * i), i / 5).run_detector for i in range(1, 6))

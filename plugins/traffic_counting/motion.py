@@ -40,7 +40,7 @@ class MotionGate:
         method: Literal["mog2", "diff"] = "diff",
         width: int = 160,
         min_motion: float = 0.002,
-        pixel_threshold: int = 15,
+        pixel_threshold: int = 8,
         tail_frames: int = 2,
         refresh_s: float = 5.0,
         mask: npt.NDArray[np.uint8] | None = None,

@@ -169,7 +169,7 @@ class MotionOptions(_Section):
         description="Fraction of changed pixels that counts as motion.",
     )
     pixel_threshold: int = Field(
-        default=15, ge=1, le=255, title="Pixel threshold", description="Grey-level change that counts (diff)."
+        default=8, ge=1, le=255, title="Pixel threshold", description="Grey-level change that counts (diff)."
     )
     tail_frames: int = Field(
         default=2, ge=0, title="Tail frames", description="Frames still analysed after motion stops."
