@@ -28,13 +28,17 @@ def demo_traffic_pipeline() -> tuple[dict[str, Any], dict[str, Any]]:
     return demo["models"], pipeline
 
 
-def test_clean_scene_counts_match_the_ground_truth(broker: LocalBroker, tmp_path: Path) -> None:
-    """Every crossing is counted once, in the right direction and with the right class."""
+def count_over_mqtt(
+    broker: LocalBroker, tmp_path: Path, preset: str, seed: int, seconds: float
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], list[dict[str, Any]]]:
+    """Publish ``seconds`` of a simulator scene to the gateway running the demo's traffic pipeline;
+    return the true and the published counts ``{class: {direction name: n}}`` and the crossing events."""
     models, pipeline = demo_traffic_pipeline()
     pipeline = {**pipeline, "inputs": ["cams/+/frame"], "queue": {"size": 10_000, "policy": "block"}}
     config = write_config(tmp_path / "gateway.yaml", base_config(broker.port, models=models, pipelines=[pipeline]))
-    sim = CameraSimulator("cam1", fps=FPS, preset="clean", seed=5, payload="json")
+    sim = CameraSimulator("cam1", fps=FPS, preset=preset, seed=seed, payload="json")
     (x1, _), (x2, _) = pipeline["options"]["lines"][0]["points"]
+    assert x1 == x2  # the ground-truth line below is vertical like the configured one
     truth_line = vertical_line(sim.scene.config, fraction=x1 / sim.scene.config.width, name="gate")
     col = Collector(broker.host, broker.port, [f"{PREFIX}/#"])
     gw = Gateway(load_config(config))
@@ -42,28 +46,62 @@ def test_clean_scene_counts_match_the_ground_truth(broker: LocalBroker, tmp_path
     try:
         assert col.wait_for(lambda: b"online" in col.on_topic(f"{PREFIX}/status"), 20)
         frames = []
-        for k in range(int(90 * FPS)):  # 90 s of scene time
+        for k in range(int(seconds * FPS)):
             frames.extend((f"cams/{suffix}", payload) for suffix, payload in sim.messages(T0 + k / FPS))
         publish_all(broker.host, broker.port, frames)
         p = gw.pipelines[0]
-        assert col.wait_for(lambda: p.counters.processed >= len(frames), 120)
+        assert col.wait_for(lambda: p.counters.processed >= len(frames), 240)
         truth = sim.counts(truth_line)
-        total = sum(n for by_dir in truth.values() for n in by_dir.values())
-        col.wait_count(f"{pipeline['name']}/event", total, 20)  # events go out through the store
+        state_topic, event_topic = f"{PREFIX}/{pipeline['name']}/state/cam1", f"{pipeline['name']}/event"
+
+        def all_events_out() -> bool:  # events and state go out through the store, in order
+            states = col.on_topic(state_topic)
+            counted = json.loads(states[-1])["data"]["lines"]["gate"] if states else {}
+            return len(col.on_topic(event_topic)) == sum(n for by_dir in counted.values() for n in by_dir.values())
+
+        assert col.wait_for(all_events_out, 30)
     finally:
         gw.stop()
-    assert sum(n for by_dir in truth.values() for n in by_dir.values()) >= 20, truth  # a meaningful sample
-    state = col.json_on(f"{PREFIX}/{pipeline['name']}/state/cam1")[-1]["data"]
-    counted = state["lines"]["gate"]
+    state = col.json_on(state_topic)[-1]["data"]
+    json.dumps(state)  # the state is plain JSON
     names = {"in": pipeline["options"]["lines"][0]["in_name"], "out": pipeline["options"]["lines"][0]["out_name"]}
     expected = {label: {names[d]: n for d, n in by_dir.items() if n} for label, by_dir in truth.items()}
-    expected = {label: by_dir for label, by_dir in expected.items() if by_dir}
-    got = {label: {d: n for d, n in by_dir.items() if n} for label, by_dir in counted.items()}
-    got = {label: by_dir for label, by_dir in got.items() if by_dir}
-    assert got == expected
-    events = col.json_on(f"{PREFIX}/{pipeline['name']}/event")
-    assert len(events) == sum(n for by_dir in truth.values() for n in by_dir.values())
-    assert all(e["type"] == "line_crossing" and e["data"]["line"] == "gate" for e in events)
-    assert x1 == x2  # the ground-truth line above is vertical like the configured one
+    got = {label: {d: n for d, n in by_dir.items() if n} for label, by_dir in state["lines"]["gate"].items()}
+    events = col.json_on(event_topic)
     col.close()
-    json.dumps(state)  # the state is plain JSON
+    return (
+        {label: by_dir for label, by_dir in expected.items() if by_dir},
+        {label: by_dir for label, by_dir in got.items() if by_dir},
+        events,
+    )
+
+
+def off_by(expected: dict[str, dict[str, int]], got: dict[str, dict[str, int]]) -> int:
+    """Sum over classes and directions of the differences between two sets of counts."""
+    keys = {(label, d) for counts in (expected, got) for label, by_dir in counts.items() for d in by_dir}
+    return sum(abs(expected.get(label, {}).get(d, 0) - got.get(label, {}).get(d, 0)) for label, d in keys)
+
+
+def test_clean_scene_counts_match_the_ground_truth(broker: LocalBroker, tmp_path: Path) -> None:
+    """Every crossing is counted once, in the right direction and with the right class."""
+    expected, got, events = count_over_mqtt(broker, tmp_path, "clean", seed=5, seconds=90)
+    total = sum(n for by_dir in expected.values() for n in by_dir.values())
+    assert total >= 20, expected  # a meaningful sample
+    assert got == expected
+    assert len(events) == total
+    assert all(e["type"] == "line_crossing" and e["data"]["line"] == "gate" for e in events)
+
+
+def test_busy_scene_counts_stay_close_to_the_ground_truth(broker: LocalBroker, tmp_path: Path) -> None:
+    """Dense stop-and-go traffic behind a tree and a lamp post, with lighting drift and sensor noise: the
+    demo camera's own scene (busy, seed 1), five minutes of it. The total is within 2 % and each class
+    and direction within 5 % (summed differences); the 2 % per class and direction that counting aims
+    for is not reached yet on this scene (docs/traffic_model.md gives the figures per scene)."""
+    expected, got, events = count_over_mqtt(broker, tmp_path, "busy", seed=1, seconds=300)
+    total = sum(n for by_dir in expected.values() for n in by_dir.values())
+    counted = sum(n for by_dir in got.values() for n in by_dir.values())
+    assert total >= 200, expected
+    assert set(got) == set(expected) == {"car", "truck", "bicycle", "person"}
+    assert abs(counted - total) <= 0.02 * total, (expected, got)
+    assert off_by(expected, got) <= 0.05 * total, (expected, got)
+    assert len(events) == counted

@@ -298,7 +298,7 @@ class DemoDetectorRecipe:
     """The traffic plugin's demo detector: centroid grid over ``car``, ``truck``, ``bicycle``, ``person``."""
 
     name = "demo_detector"
-    version = "2.0.0"
+    version = "2.1.0"
     package_dir = "plugins/traffic_counting/models"
     epochs = 12
     batch_size = 32
@@ -597,6 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "epochs": args.epochs,
         "continued_from": args.init.name if args.init else None,
         "lr": args.lr,
+        "clips": args.clips,
+        "student_width": recipe.student_width,
+        "object_weight": recipe.object_weight,
         "distilled": False,
         "params": model.count_params(),
     }
