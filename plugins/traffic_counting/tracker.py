@@ -7,7 +7,7 @@ start new ones. A track becomes confirmed after ``min_hits`` observations; only 
 are counted downstream. Lost tracks are kept ``max_lost_s`` seconds so short occlusions do not
 change an object's id.
 
-Two additions for edge cameras:
+Additions for edge cameras:
 
 - Low frame rates: boxes of a fast vehicle may not overlap from one frame to the next, so pairs
   are also accepted when their centres are within ``centre_gate`` box sizes (after a
@@ -19,6 +19,8 @@ Two additions for edge cameras:
   velocity over the last two seconds, not at the filter's jumpy one, so objects merged into one
   detection for a moment come out of it on their own tracks; a lost track that only ever took turns
   with a live track of its class on the same object is dropped as its double.
+- Occluders: a vehicle that pulls away while hidden comes out ahead of every gate; a detection that
+  would start a track is first offered to the lost tracks whose path it lies on (``lane_refind``).
 
 No external tracking library is used: the ones that implement ByteTrack pull in scipy, PyTorch or
 ``lap``, which are heavy or unavailable on 32-bit Raspberry Pi OS. Assignment is greedy by cost,
