@@ -42,7 +42,9 @@ def test_gateway_runs_the_integrations_from_its_config(broker: LocalBroker, tmp_
     gw = GatewayProcess(config).start()
     try:
         assert ha.wait_for(lambda: any("/pumps_processed/" in t for t, _p, _r in ha.messages), 30), gw.output()
-        publish_all(broker.host, broker.port, [("sensors/m1", json.dumps({"source": "m1", "values": {"temp": 21.5}}).encode())])
+        publish_all(
+            broker.host, broker.port, [("sensors/m1", json.dumps({"source": "m1", "values": {"temp": 21.5}}).encode())]
+        )
         target = "homeassistant/sensor/gw-int/pumps_m1_values_temp/config"
         assert ha.wait_for(lambda: any(t == target for t, _p, _r in ha.messages), 15), gw.output()
         configs = {t: json.loads(p) for t, p, _r in ha.messages if p}
@@ -73,7 +75,10 @@ def test_gateway_runs_the_integrations_from_its_config(broker: LocalBroker, tmp_
             time.sleep(0.3)
             with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/metrics", timeout=5) as r:
                 text = r.read().decode()
-        assert 'edge_gateway_pipeline_messages_total{gateway="gw-int",pipeline="pumps",plugin="passthrough",stage="processed"} 1.0' in text
+        assert (
+            'edge_gateway_pipeline_messages_total{gateway="gw-int",pipeline="pumps",plugin="passthrough",stage="processed"} 1.0'
+            in text
+        )
 
         assert gw.terminate() == 0
         assert sp.wait_for(lambda: any(t.endswith("/NDEATH/gw-int") for t, _p, _r in sp.messages), 10)
