@@ -57,13 +57,12 @@ def count_over_mqtt(
         def all_events_out() -> bool:  # events and state go out through the store, in order
             states = col.on_topic(state_topic)
             counted = json.loads(states[-1])["data"]["lines"]["gate"] if states else {}
-            return len(col.on_topic(event_topic)) == sum(n for by_dir in counted.values() for n in by_dir.values())
+            return len(col.on_topic(event_topic)) == total_of(counted)
 
         assert col.wait_for(all_events_out, 30)
     finally:
         gw.stop()
     state = col.json_on(state_topic)[-1]["data"]
-    json.dumps(state)  # the state is plain JSON
     names = {"in": pipeline["options"]["lines"][0]["in_name"], "out": pipeline["options"]["lines"][0]["out_name"]}
     expected = {label: {names[d]: n for d, n in by_dir.items() if n} for label, by_dir in truth.items()}
     got = {label: {d: n for d, n in by_dir.items() if n} for label, by_dir in state["lines"]["gate"].items()}
@@ -76,6 +75,11 @@ def count_over_mqtt(
     )
 
 
+def total_of(counts: dict[str, dict[str, int]]) -> int:
+    """All counts of ``{class: {direction: n}}`` added up."""
+    return sum(n for by_dir in counts.values() for n in by_dir.values())
+
+
 def off_by(expected: dict[str, dict[str, int]], got: dict[str, dict[str, int]]) -> int:
     """Sum over classes and directions of the differences between two sets of counts."""
     keys = {(label, d) for counts in (expected, got) for label, by_dir in counts.items() for d in by_dir}
@@ -85,7 +89,7 @@ def off_by(expected: dict[str, dict[str, int]], got: dict[str, dict[str, int]]) 
 def test_clean_scene_counts_match_the_ground_truth(broker: LocalBroker, tmp_path: Path) -> None:
     """Every crossing is counted once, in the right direction and with the right class."""
     expected, got, events = count_over_mqtt(broker, tmp_path, "clean", seed=5, seconds=90)
-    total = sum(n for by_dir in expected.values() for n in by_dir.values())
+    total = total_of(expected)
     assert total >= 20, expected  # a meaningful sample
     assert got == expected
     assert len(events) == total
@@ -98,8 +102,7 @@ def test_busy_scene_counts_stay_close_to_the_ground_truth(broker: LocalBroker, t
     and direction within 5 % (summed differences); the 2 % per class and direction that counting aims
     for is not reached yet on this scene (docs/traffic_model.md gives the figures per scene)."""
     expected, got, events = count_over_mqtt(broker, tmp_path, "busy", seed=1, seconds=300)
-    total = sum(n for by_dir in expected.values() for n in by_dir.values())
-    counted = sum(n for by_dir in got.values() for n in by_dir.values())
+    total, counted = total_of(expected), total_of(got)
     assert total >= 200, expected
     assert set(got) == set(expected) == {"car", "truck", "bicycle", "person"}
     assert abs(counted - total) <= 0.02 * total, (expected, got)
