@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -194,15 +194,19 @@ def _refind_in_lane(lost: Sequence[Track], dets: Sequence[Detection], ts: float)
             if along <= 0.0 or along > reach or off_path > 0.5 * across:
                 continue
             candidates.append((abs(along - expected), ti, di))
-    pairs: list[tuple[Track, Detection]] = []
+    return [(lost[ti], dets[di]) for ti, di in _greedy_pairs((ti, di) for _, ti, di in sorted(candidates))]
+
+
+def _greedy_pairs(preferred: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(track, detection) index pairs taken in order of preference, each index at most once."""
     used_t: set[int] = set()
     used_d: set[int] = set()
-    for _, ti, di in sorted(candidates):
-        if ti in used_t or di in used_d:
-            continue
-        used_t.add(ti)
-        used_d.add(di)
-        pairs.append((lost[ti], dets[di]))
+    pairs: list[tuple[int, int]] = []
+    for ti, di in preferred:
+        if ti not in used_t and di not in used_d:
+            used_t.add(ti)
+            used_d.add(di)
+            pairs.append((ti, di))
     return pairs
 
 
@@ -384,22 +388,19 @@ class ByteTracker:
         # Stage 3: leftover high-score detections against tentative tracks.
         pairs, rest_tentative, new_dets = self._associate(tentative, rest_high, cfg.match_iou, cfg.centre_gate)
         observed += pairs
+        # Stage 4: detections that would start a track, against lost tracks whose path they lie on.
+        if cfg.lane_refind:
+            pairs = _refind_in_lane(unmatched_confirmed, [d for d in new_dets if d.score >= cfg.new_track_score], ts)
+            observed += pairs
+            found = {id(t) for t, _ in pairs} | {id(d) for _, d in pairs}
+            unmatched_confirmed = [t for t in unmatched_confirmed if id(t) not in found]
+            new_dets = [d for d in new_dets if id(d) not in found]
 
         for track, det in observed:
             track._observe(det, ts)
             if track.state == TrackState.LOST or (track.state == TrackState.TENTATIVE and track.hits >= cfg.min_hits):
                 track.state = TrackState.CONFIRMED
                 track.was_confirmed = True
-
-        if cfg.lane_refind:
-            pairs = _refind_in_lane(unmatched_confirmed, [d for d in new_dets if d.score >= cfg.new_track_score], ts)
-            for track, det in pairs:
-                track._observe(det, ts)
-                track.state = TrackState.CONFIRMED
-            observed += pairs
-            found = {id(t) for t, _ in pairs} | {id(d) for _, d in pairs}
-            unmatched_confirmed = [t for t in unmatched_confirmed if id(t) not in found]
-            new_dets = [d for d in new_dets if id(d) not in found]
 
         removed: list[Track] = []
         for t in unmatched_confirmed:
@@ -477,20 +478,13 @@ class ByteTracker:
         cost[~same_class] += 2.0
         lost = np.array([t.misses > 0 for t in tracks], dtype=bool)
         cost[lost[:, None] & ~same_class] = np.inf
-        pairs: list[tuple[Track, Detection]] = []
-        used_t: set[int] = set()
-        used_d: set[int] = set()
         finite = np.argwhere(np.isfinite(cost))
         order = np.argsort(cost[finite[:, 0], finite[:, 1]], kind="stable")
-        for k in order:
-            ti, di = int(finite[k, 0]), int(finite[k, 1])
-            if ti in used_t or di in used_d:
-                continue
-            used_t.add(ti)
-            used_d.add(di)
-            pairs.append((tracks[ti], dets[di]))
+        accepted = _greedy_pairs((int(finite[k, 0]), int(finite[k, 1])) for k in order)
+        used_t = {ti for ti, _ in accepted}
+        used_d = {di for _, di in accepted}
         return (
-            pairs,
+            [(tracks[ti], dets[di]) for ti, di in accepted],
             [t for i, t in enumerate(tracks) if i not in used_t],
             [d for i, d in enumerate(dets) if i not in used_d],
         )
