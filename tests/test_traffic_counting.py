@@ -109,6 +109,22 @@ def test_back_and_forth_counts_each_direction_at_most_once_per_track() -> None:
     assert len({c.track_id for c in crossings}) == 1
 
 
+def test_a_long_vehicle_waiting_on_the_line_is_not_counted_back() -> None:
+    # A truck queueing over a vertical line; a coarse detector places its centre on its cab or on its
+    # body by turns, 25 px apart, so the centre hops back over the line while the truck waits.
+    gate = [{"name": "gate", "points": [[330, 0], [330, 480]], "in_name": "west", "out_name": "east"}]
+    xs = [430, 410, 390, 370, 355, 345, 320, 312, 340, 345, 340, 312, 310, 300, 280, 260, 240]
+    sc = scene(lines=gate)
+    crossings = run(sc, [[det(x, 240, w=120, h=50, label="truck")] for x in xs], fps=5.0)
+    assert [(c.label, c.direction) for c in crossings] == [("truck", "west")]
+    # One that really backs up until most of it is over the line again counts the way back: a
+    # return needs the centre half the object's length past the line.
+    back = [320, 312, 330, 345, 365, 380, 395, 400]
+    sc = scene(lines=gate)
+    crossings = run(sc, [[det(x, 240, w=120, h=50, label="truck")] for x in xs[:8] + back], fps=5.0)
+    assert [(c.label, c.direction) for c in crossings] == [("truck", "west"), ("truck", "east")]
+
+
 def test_without_count_returns_a_track_counts_once_per_line() -> None:
     sc = scene(count_returns=False)
     ys = [240 - 40 * np.cos(2 * np.pi * i / 40) for i in range(120)]
@@ -266,6 +282,22 @@ def test_a_car_pulling_away_behind_an_occluder_is_found_again_along_its_lane() -
     sc = scene(lines=gate, tracker={"lane_refind": False})
     run(sc, _queue_then_hidden(260), fps=5.0)
     assert totals(sc) == {}
+
+
+def test_a_car_whose_front_was_last_seen_as_another_class_is_found_again_at_its_own_size() -> None:
+    # A car waits in a queue, pulls away, and as it goes behind a tree only its front is seen for a
+    # frame, as a bicycle; it comes out 88 px further on, past the line. How far it can have got
+    # comes from the car's own length (not the bicycle's) and its speed over the last second (not
+    # the last two, which include the wait).
+    gate = [{"name": "gate", "points": [[300, 0], [300, 480]], "in_name": "west", "out_name": "east"}]
+    frames = [[det(200, 240)] for _ in range(10)]
+    frames += [[det(x, 240)] for x in (210, 225, 245)]
+    frames += [[det(262, 240, w=24, label="bicycle")], [], []]
+    frames += [[det(x, 240)] for x in (350, 380, 410)]
+    sc = scene(lines=gate)
+    run(sc, frames, fps=5.0)
+    assert totals(sc) == {"gate": {"car": {"east": 1}}}
+    assert [t.id for t in sc.tracker.tracks] == [1]
 
 
 def test_a_lost_track_is_not_found_again_off_its_lane_or_behind_it() -> None:

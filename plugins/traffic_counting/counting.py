@@ -66,6 +66,11 @@ class CountingLine:
         dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
         return (dx * (p[1] - self.p1[1]) - dy * (p[0] - self.p1[0])) / self.length
 
+    def half_extent(self, size: tuple[float, float]) -> float:
+        """Half the extent across the line of a box of ``size`` (width, height)."""
+        dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
+        return 0.5 * (abs(dy) * size[0] + abs(dx) * size[1]) / self.length
+
     def position_along(self, p: Point) -> float:
         """Projection of ``p`` on the line: 0 at ``p1``, 1 at ``p2``."""
         dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
@@ -164,13 +169,26 @@ class LineCounter:
         self._state: dict[tuple[int, str], _TrackOnLine] = {}
 
     def observe(
-        self, track_id: int, anchor: Point, ts: float, label: str, confidence: float, confirmed: bool
+        self,
+        track_id: int,
+        anchor: Point,
+        ts: float,
+        label: str,
+        confidence: float,
+        confirmed: bool,
+        size: tuple[float, float] = (0.0, 0.0),
     ) -> list[Crossing]:
-        """Record the track at ``anchor`` at time ``ts``; return the crossings counted now."""
+        """Record the track at ``anchor`` at time ``ts``; return the crossings counted now.
+
+        ``size`` is the object's box (width, height): a track that already counted a crossing counts
+        the way back only once the anchor is half the object's extent across the line past it, so
+        the detections of a long vehicle waiting on the line, which hop between its cab and its body,
+        do not count it twice.
+        """
         out: list[Crossing] = []
         for line in self.lines:
             st = self._state.setdefault((track_id, line.name), _TrackOnLine())
-            self._step(line, st, anchor, ts)
+            self._step(line, st, anchor, ts, size)
             if confirmed and st.pending:
                 out += self._flush(line, st, track_id, label, confidence)
         return out
@@ -189,7 +207,7 @@ class LineCounter:
         st.pending.clear()
         return out
 
-    def _step(self, line: CountingLine, st: _TrackOnLine, p: Point, ts: float) -> None:
+    def _step(self, line: CountingLine, st: _TrackOnLine, p: Point, ts: float, size: tuple[float, float]) -> None:
         d = line.signed_distance(p)
         if st.prev is not None and st.prev_ts is not None:
             d_prev = line.signed_distance(st.prev)
@@ -204,7 +222,7 @@ class LineCounter:
         margin_in = line.margin if line.margin_in is None else line.margin_in
         margin_out = line.margin if line.margin_out is None else line.margin_out
         side = 1 if d > margin_in else -1 if d < -margin_out else None
-        if side is None:
+        if side is None or (st.counted and side not in st.counted and abs(d) < line.half_extent(size)):
             return
         if (
             st.side is not None

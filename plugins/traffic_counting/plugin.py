@@ -166,7 +166,10 @@ class CameraScene:
                 anchor = det.anchor(self.anchor)
                 if self.speed is not None:
                     self.speed.observe(track.id, anchor, ts)
-                for crossing in self.counter.observe(track.id, anchor, ts, track.label, det.score, track.confirmed):
+                x1, y1, x2, y2 = track.own_box
+                for crossing in self.counter.observe(
+                    track.id, anchor, ts, track.label, det.score, track.confirmed, (x2 - x1, y2 - y1)
+                ):
                     counted.append((crossing, self.speed.speed(track.id) if self.speed is not None else None))
             if update.removed:
                 for t in update.removed:

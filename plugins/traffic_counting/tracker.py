@@ -160,8 +160,10 @@ def _refind_in_lane(lost: Sequence[Track], dets: Sequence[Detection], ts: float)
     object's class and size across the direction of travel, lies on its path (the line from its first
     to its last observation, within half its size across it), ahead of where it was last seen, and
     no further than the object could have got: at twice its speed (at least one box length per
-    second) while speeding up by one box length per second squared. The closest to the coasting
-    position wins.
+    second) while speeding up by one box length per second squared. Its speed is the faster of its
+    means over the last two seconds and the last one (a car pulling away from a queue), and its size
+    that of its last detection of its own class (the front of a car going behind a tree may have
+    been taken for a bicycle). The closest to the coasting position wins.
     """
     candidates: list[tuple[float, int, int]] = []
     for ti, t in enumerate(lost):
@@ -169,15 +171,15 @@ def _refind_in_lane(lost: Sequence[Track], dets: Sequence[Detection], ts: float)
             continue
         (x0, y0), (t1, x1, y1) = t.origin, t.seen[-1]
         travel = float(np.hypot(x1 - x0, y1 - y0))
-        bx1, by1, bx2, by2 = t.last_detection.box
+        bx1, by1, bx2, by2 = t.own_box
         width, height = max(bx2 - bx1, 1.0), max(by2 - by1, 1.0)
         if travel < 0.5 * min(width, height) or t1 <= t.first_ts:
             continue  # no direction of travel to follow
         ux, uy = (x1 - x0) / travel, (y1 - y0) / travel
         length = abs(ux) * width + abs(uy) * height  # extent along the path
         across = abs(uy) * width + abs(ux) * height  # extent across it
-        mean = t.mean_velocity()
-        speed = max(travel / (t1 - t.first_ts), float(np.hypot(*mean)) if mean is not None else 0.0)
+        means = [v for v in (t.mean_velocity(), t.mean_velocity(1.0)) if v is not None]
+        speed = max([travel / (t1 - t.first_ts)] + [float(np.hypot(*v)) for v in means])
         elapsed = ts - t.last_ts
         reach = max(2.0 * speed, length) * elapsed + 0.5 * length * elapsed**2 + 0.5 * length
         expected = speed * elapsed
@@ -240,9 +242,14 @@ class Track:
 
     origin: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
     """Centre of the first observation."""
+    own_box: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)
+    """Box of the latest detection of the track's own class: its size, where a part of the object
+    seen as another class (the front of a car coming out from behind a tree taken for a bicycle)
+    gives a smaller one."""
 
     def __post_init__(self) -> None:
         self.origin = _centre(self.last_detection.box)
+        self.own_box = self.last_detection.box
         self.seen.append((self.last_ts, *self.origin))
 
     def mean_velocity(self, window_s: float = 2.0) -> tuple[float, float] | None:
@@ -303,6 +310,8 @@ class Track:
         self.misses = 0
         self.class_votes[det.label] = self.class_votes.get(det.label, 0.0) + det.score
         self._label = None
+        if det.label == self.label:
+            self.own_box = det.box
 
 
 @dataclass(frozen=True, slots=True)
