@@ -111,7 +111,7 @@ def test_back_and_forth_counts_each_direction_at_most_once_per_track() -> None:
 
 def test_a_long_vehicle_waiting_on_the_line_is_not_counted_back() -> None:
     # A truck queueing over a vertical line; a coarse detector places its centre on its cab or on its
-    # body by turns, 25 px apart, so the centre hops back over the line while the truck waits.
+    # body by turns, about 30 px apart, so the centre hops back over the line while the truck waits.
     gate = [{"name": "gate", "points": [[330, 0], [330, 480]], "in_name": "west", "out_name": "east"}]
     xs = [430, 410, 390, 370, 355, 345, 320, 312, 340, 345, 340, 312, 310, 300, 280, 260, 240]
     sc = scene(lines=gate)

@@ -273,8 +273,9 @@ class TrafficCountingOptions(PluginOptions):
         title="Count returns",
         description="Count a track that crosses a line and comes back in the other direction (once "
         "per direction, and only once its anchor is half the object's extent across the line past "
-        "it, so a long vehicle's detections hopping on the line do not count). Turn off where objects never turn back over a line, so a track that took "
-        "over a queued neighbour's identity cannot count the way back.",
+        "it, so a long vehicle's detections hopping on the line do not count). Turn off where "
+        "objects never turn back over a line, so a track that took over a queued neighbour's "
+        "identity cannot count the way back.",
     )
     zones: list[ZoneOptions] = Field(default_factory=list, title="Zones", description="Occupancy zones.")
     tracker: TrackerOptions = Field(default_factory=TrackerOptions, title="Tracker", description="Tracking.")
