@@ -154,11 +154,13 @@ def test_sigterm_drains_what_was_taken_and_leaves_the_rest_with_the_broker(
 
 def test_persistent_session_delivers_what_was_published_while_down(broker: LocalBroker, gateway_factory) -> None:  # type: ignore[no-untyped-def]
     doc = base_config(broker.port, pipelines=[passthrough("p", ["in/#"])])
-    col = Collector(broker.host, broker.port, [f"{PREFIX}/p/event"])
+    col = Collector(broker.host, broker.port, [f"{PREFIX}/p/event", f"{PREFIX}/status"])
     gw = gateway_factory(doc)
-    assert col.wait_for(lambda: "connected" in gw.output(), 15)
+    # "online" is published after the subscription is sent on the same connection, so the broker has
+    # it in place; the "connected" log line comes before the subscription is sent.
+    wait_online(col)
     publish_all(broker.host, broker.port, [("in/x", reading(i)) for i in range(10)])
-    col.wait_count("/p/event", 10)
+    assert len(col.wait_count("/p/event", 10)) == 10
     assert gw.terminate() == 0
     publish_all(broker.host, broker.port, [("in/x", reading(i)) for i in range(10, 60)])  # gateway down
     gw2 = gateway_factory(doc)
