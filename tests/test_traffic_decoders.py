@@ -185,6 +185,22 @@ def test_centroid_grid_merges_two_peaks_of_one_long_vehicle() -> None:
     assert sorted((d.label, round(d.score, 1)) for d in dets) == [("truck", 0.8), ("truck", 0.9)]
 
 
+def test_centroid_grid_drops_a_cab_lit_at_the_end_of_a_truck_box() -> None:
+    # The truck's box (50 px, fixed size) is centred on its peak; the cab, taken for a car one cell
+    # short of the box's end, has half of its box inside the truck's. A car one lane down is kept.
+    sizes = {"truck": (50.0, 18.0), "car": (24.0, 12.0)}
+    heat = _grid([(10, 10, 1, 0.9), (10, 13, 0, 0.8), (13, 10, 0, 0.8)])
+    dets = CentroidGridDecoder(LABELS, grouping="peaks", box_size=sizes).decode(
+        [heat], InputGeometry.stretch(320, 240, 320, 240)
+    )
+    assert sorted((d.label, d.box[1]) for d in dets) == [("car", 100.0), ("truck", 75.0)]
+    # Where another class may stand partly in front of a stronger box, a higher bar keeps both.
+    dets = CentroidGridDecoder(LABELS, grouping="peaks", box_size=sizes, cross_class_overlap=0.6).decode(
+        [heat], InputGeometry.stretch(320, 240, 320, 240)
+    )
+    assert sorted(d.label for d in dets) == ["car", "car", "truck"]
+
+
 def test_centroid_grid_applies_softmax_to_logits() -> None:
     logits = np.zeros((1, 30, 40, 5), np.float32)
     logits[..., 0] = 5.0

@@ -98,13 +98,14 @@ def test_clean_scene_counts_match_the_ground_truth(broker: LocalBroker, tmp_path
 
 def test_busy_scene_counts_stay_close_to_the_ground_truth(broker: LocalBroker, tmp_path: Path) -> None:
     """Dense stop-and-go traffic behind a tree and a lamp post, with lighting drift and sensor noise: the
-    demo camera's own scene (busy, seed 1), five minutes of it. The total is within 2 % and each class
-    and direction within 5 % (summed differences); the 2 % per class and direction that counting aims
-    for is not reached yet on this scene (docs/traffic_model.md gives the figures per scene)."""
+    demo camera's own scene (busy, seed 1), five minutes of it. The counts per class and direction are
+    within 3 % (summed differences, so the total is too): the same scene measures 2.0 % in process
+    (``python bench/traffic.py --demo-accuracy --seeds 1 --seconds 300``), and the 2 % that counting
+    aims for is measured over many scenes by the bench (docs/traffic_model.md gives the figures per
+    scene), not on one."""
     expected, got, events = count_over_mqtt(broker, tmp_path, "busy", seed=1, seconds=300)
     total, counted = total_of(expected), total_of(got)
     assert total >= 200, expected
     assert set(got) == set(expected) == {"car", "truck", "bicycle", "person"}
-    assert abs(counted - total) <= 0.02 * total, (expected, got)
-    assert off_by(expected, got) <= 0.05 * total, (expected, got)
+    assert off_by(expected, got) <= 0.03 * total, (expected, got)
     assert len(events) == counted

@@ -330,7 +330,9 @@ class CentroidGridDecoder:
     the blob's probability-weighted centroid, or the blob's extent when no size is given; never
     smaller than two cells, since a centre is only located to within one cell. Objects of one class
     whose boxes overlap by more than ``duplicate_iou`` are merged (the stronger one is kept), and so
-    is a box of another class lying mostly inside a stronger one.
+    is a box of another class overlapping a stronger one by more than ``cross_class_overlap`` of its
+    own area (the cab of a truck also taken for a car: its box sits at the truck box's end, so a
+    third of it may lie outside).
     """
 
     def __init__(
@@ -341,6 +343,7 @@ class CentroidGridDecoder:
         box_size: tuple[float, float] | Mapping[str, tuple[float, float]] | None = None,
         background_index: int = 0,
         duplicate_iou: float = 0.2,
+        cross_class_overlap: float = 0.35,
     ) -> None:
         self.labels = labels
         self.threshold = threshold
@@ -348,6 +351,7 @@ class CentroidGridDecoder:
         self.box_size = box_size
         self.background_index = background_index
         self.duplicate_iou = duplicate_iou
+        self.cross_class_overlap = cross_class_overlap
 
     def _size_for(self, label: str) -> tuple[float, float] | None:
         if self.box_size is None:
@@ -405,11 +409,11 @@ class CentroidGridDecoder:
         # overlap are one object (neighbouring vehicles in a queue are a box length apart).
         offset = id_arr[:, None].astype(np.float64) * (max(geometry.input_width, geometry.input_height) * 4.0)
         keep = nms(box_arr + offset, score_arr, self.duplicate_iou, len(box_arr))
-        # Across classes, a box mostly inside a stronger one is the same object seen as two classes
+        # Across classes, a box largely inside a stronger one is the same object seen as two classes
         # (the cab of a truck taken for a car).
         kept: list[int] = []
         for i in keep:
-            if all(_overlap_of_smaller(box_arr[i], box_arr[j]) <= 0.6 for j in kept):
+            if all(_overlap_of_smaller(box_arr[i], box_arr[j]) <= self.cross_class_overlap for j in kept):
                 kept.append(int(i))
         return _detections(geometry.boxes_to_frame(box_arr[kept]), score_arr[kept], id_arr[kept], self.labels)
 
