@@ -331,8 +331,8 @@ class CentroidGridDecoder:
     smaller than two cells, since a centre is only located to within one cell. Objects of one class
     whose boxes overlap by more than ``duplicate_iou`` are merged (the stronger one is kept), and so
     is a box of another class overlapping a stronger one by more than ``cross_class_overlap`` of its
-    own area (the cab of a truck also taken for a car: its box sits at the truck box's end, so a
-    third of it may lie outside).
+    own area (the cab of a truck also taken for a car: its box sits at the end of the truck's box,
+    half of it or more outside).
     """
 
     def __init__(
@@ -409,8 +409,8 @@ class CentroidGridDecoder:
         # overlap are one object (neighbouring vehicles in a queue are a box length apart).
         offset = id_arr[:, None].astype(np.float64) * (max(geometry.input_width, geometry.input_height) * 4.0)
         keep = nms(box_arr + offset, score_arr, self.duplicate_iou, len(box_arr))
-        # Across classes, a box largely inside a stronger one is the same object seen as two classes
-        # (the cab of a truck taken for a car).
+        # Across classes, a box overlapping a stronger one by more than ``cross_class_overlap`` of its
+        # area is the same object seen as two classes (the cab of a truck taken for a car).
         kept: list[int] = []
         for i in keep:
             if all(_overlap_of_smaller(box_arr[i], box_arr[j]) <= self.cross_class_overlap for j in kept):
