@@ -304,8 +304,9 @@ class DemoDetectorRecipe:
     batch_size = 32
     labels: tuple[str, ...] = LABELS
     object_weight = 24.0
-    student_width = 1.0
     """Loss weight of object cells relative to background cells (objects hold well under 1 % of cells)."""
+    student_width = 1.0
+    """Channel multiplier of the student network (``--width``)."""
 
     def __init__(self, train_clips: int = 160, frames_per_clip: int = 40, workers: int = 2) -> None:
         self.train_clips = train_clips
