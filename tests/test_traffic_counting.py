@@ -262,6 +262,19 @@ def test_a_lost_track_is_not_taken_over_by_an_object_of_another_class() -> None:
     assert set(counts["person"]) != set(counts["car"])  # opposite directions
 
 
+def test_a_detection_of_another_class_arriving_behind_a_track_does_not_take_it_over() -> None:
+    # A car crawls west over the line and is missed for a frame just as a truck arrives behind it
+    # in the queue. The truck's box overlaps the car's (IoU 0.34) but its centre is behind the car's
+    # box: another object, which gets its own track and counts when it crosses in turn.
+    sc = scene(lines=[{"name": "gate", "points": [[300, 0], [300, 480]], "in_name": "west", "out_name": "east"}])
+    car = [[det(x, 240)] for x in range(342, 281, -10)]
+    truck = [[det(x, 240, w=140, h=50, label="truck")] for x in (312, 312, 312, 300, 288, 276, 264, 252)]
+    run(sc, car + truck, fps=5.0)
+    assert totals(sc) == {"gate": {"car": {"west": 1}, "truck": {"west": 1}}}
+    by_label = {t.label: t for t in sc.tracker.tracks}
+    assert by_label["car"].id != by_label["truck"].id and by_label["car"].state == TrackState.LOST
+
+
 def _queue_then_hidden(hidden_from: float, lane_y: float = 240) -> list[list[Detection]]:
     # A car (60 px long) creeps forward in a queue (20 px/s at 5 fps), goes behind a tree at
     # ``hidden_from`` and pulls away behind it: it comes out 1.4 s later 105 px on, more than a car

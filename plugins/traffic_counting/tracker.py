@@ -480,13 +480,22 @@ class ByteTracker:
         cost[by_iou] = 1.0 - iou[by_iou]
         by_dist = ~by_iou & (dist <= gates) & same_class
         cost[by_dist] = 1.0 + dist[by_dist] / np.maximum(gates[by_dist], 1e-9)
-        # Another class only matches by overlap, after every same-class candidate, and only a track
-        # seen in the previous frame: an object changes its apparent class while in view (a truck's cab
-        # taken for a car), but a lost track "found again" as another class is another object (a car
-        # entering where a person just left the frame).
+        # Another class only matches by overlap, after every same-class candidate, only a track seen
+        # in the previous frame, and only with its centre inside the track's box: an object changes
+        # its apparent class while in view (a truck's cab taken for a car), but a lost track "found
+        # again" as another class is another object (a car entering where a person just left the
+        # frame), and so is a bigger box overlapping a track from behind (a truck arriving in the
+        # queue where a car just pulled away).
         cost[~same_class] += 2.0
         lost = np.array([t.misses > 0 for t in tracks], dtype=bool)
-        cost[lost[:, None] & ~same_class] = np.inf
+        centres = (det_boxes[:, :2] + det_boxes[:, 2:]) / 2.0
+        inside = (
+            (centres[None, :, 0] >= predicted[:, None, 0])
+            & (centres[None, :, 0] <= predicted[:, None, 2])
+            & (centres[None, :, 1] >= predicted[:, None, 1])
+            & (centres[None, :, 1] <= predicted[:, None, 3])
+        )
+        cost[~same_class & (lost[:, None] | ~inside)] = np.inf
         finite = np.argwhere(np.isfinite(cost))
         order = np.argsort(cost[finite[:, 0], finite[:, 1]], kind="stable")
         accepted = _greedy_pairs((int(finite[k, 0]), int(finite[k, 1])) for k in order)
