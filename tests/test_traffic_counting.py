@@ -275,6 +275,55 @@ def test_a_detection_of_another_class_arriving_behind_a_track_does_not_take_it_o
     assert by_label["car"].id != by_label["truck"].id and by_label["car"].state == TrackState.LOST
 
 
+def test_an_object_that_comes_into_view_on_the_line_counts_the_way_it_leaves() -> None:
+    # A car comes out from behind a van parked on the line, first seen inside the hysteresis band
+    # (2 px past the line): it cannot have come from anywhere but the other side. Likewise a person
+    # stepping out on the line and walking back north.
+    sc = scene()
+    parked = det(100, 100, label="truck")
+    frames = [[parked] for _ in range(3)]
+    frames += [[parked, det(320, y)] for y in range(242, 400, 20)]
+    frames += [[parked, det(500, y, w=20, h=50, label="person")] for y in range(237, 100, -10)]
+    crossings = run(sc, frames)
+    assert totals(sc) == {"main": {"car": {"south": 1}, "person": {"north": 1}}}
+    assert crossings[0].ts == pytest.approx(0.3)  # when it was first seen
+
+
+def test_an_object_first_seen_on_the_line_counts_the_side_it_settles_on() -> None:
+    # A truck arriving from the right is first seen (late) with its detection on its cab, in the
+    # band, then on its body 10 px back: that is not where it came from. It drives on west: it
+    # settles half its length past the line on the west side and counts once, westbound.
+    sc = scene(lines=[{"name": "gate", "points": [[300, 0], [300, 480]], "in_name": "west", "out_name": "east"}])
+    parked = det(100, 400, label="truck")
+    frames = [[parked] for _ in range(3)]
+    frames += [[parked, det(x, 240, w=120, h=50, label="truck")] for x in (303, 313, 310, 300, 280, 260, 240, 220)]
+    run(sc, frames, fps=5.0)
+    assert totals(sc) == {"gate": {"truck": {"west": 1}}}
+
+
+def test_objects_on_the_line_when_counting_starts_are_not_counted() -> None:
+    # Nobody saw where they came from.
+    sc = scene()
+    run(sc, [[det(320, y)] for y in range(242, 400, 20)])
+    assert totals(sc) == {}
+
+
+def test_a_vehicle_seen_again_on_the_line_under_a_new_track_is_not_counted_again() -> None:
+    # A truck crosses and counts; it stops just past the line, is missed for longer than the tracker
+    # keeps tracks and is seen again on the line (its detection now centred on its cab). The new
+    # track comes out of the band on the side the old one counted, a second later and at the same
+    # place along the line: the same truck, not counted again. A car doing the same 80 px along the
+    # line (more than a car length away), also within two seconds, is another object and counts.
+    sc = scene(tracker={"max_lost_s": 0.5})
+    frames: list[list[Detection]] = [[det(320, y, w=60, h=90, label="truck")] for y in (150, 180, 210, 240, 252)]
+    frames += [[] for _ in range(10)]
+    frames += [[det(322, y, w=60, h=90, label="truck")] for y in (243, 250, 262, 280)]
+    frames += [[], []]
+    frames += [[det(400, y)] for y in (243, 262, 282, 300)]
+    run(sc, frames)
+    assert totals(sc) == {"main": {"truck": {"south": 1}, "car": {"south": 1}}}
+
+
 def _queue_then_hidden(hidden_from: float, lane_y: float = 240) -> list[list[Detection]]:
     # A car (60 px long) creeps forward in a queue (20 px/s at 5 fps), goes behind a tree at
     # ``hidden_from`` and pulls away behind it: it comes out 1.4 s later 105 px on, more than a car

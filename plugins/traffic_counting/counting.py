@@ -14,6 +14,13 @@ How the known failure modes of counting tools are avoided:
 - Lines near the frame edge: the margin is clamped to half the room the frame leaves on each side
   of the line, and a track that crossed the line and then left the frame (last seen touching the
   border) counts even if its clipped box never got past the margin.
+- Objects appearing on the line: a track first seen inside the band (its object came out from behind
+  something standing on the line, or its previous track was lost there) is taken to have come from
+  the side opposite the one it settles on (half its extent past the line, or half the room the
+  frame leaves), unless a crossing in that direction was counted within one object length of it
+  along the line in the last ``recent_s`` seconds (the same object, whose detection hopped back
+  onto the line under a new track). Tracks already there when counting starts are not counted:
+  nobody saw where they came from.
 - Unconfirmed tracks: a crossing seen while its track is tentative is held and only counted once
   the track is confirmed; a track that never gets confirmed never counts.
 - ID switches: a track counts at most once per line and direction (only once per line without
@@ -26,6 +33,7 @@ How the known failure modes of counting tools are avoided:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +57,10 @@ class CountingLine:
     """Effective margin on the ``in`` (right-hand) side; set by :meth:`fitted_to`."""
     margin_out: float | None = None
     """Effective margin on the ``out`` (left-hand) side; set by :meth:`fitted_to`."""
+    room_in: float | None = None
+    """How far the frame reaches past the line on the ``in`` side; set by :meth:`fitted_to`."""
+    room_out: float | None = None
+    """How far the frame reaches past the line on the ``out`` side; set by :meth:`fitted_to`."""
 
     def __post_init__(self) -> None:
         if self.length <= 0:
@@ -70,6 +82,11 @@ class CountingLine:
         """Half the extent across the line of a box of ``size`` (width, height)."""
         dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
         return 0.5 * (abs(dy) * size[0] + abs(dx) * size[1]) / self.length
+
+    def extent_along(self, size: tuple[float, float]) -> float:
+        """The extent along the line of a box of ``size`` (width, height)."""
+        dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
+        return (abs(dx) * size[0] + abs(dy) * size[1]) / self.length
 
     def position_along(self, p: Point) -> float:
         """Projection of ``p`` on the line: 0 at ``p1``, 1 at ``p2``."""
@@ -93,7 +110,17 @@ class CountingLine:
                 self.margin,
             )
         return CountingLine(
-            self.name, self.p1, self.p2, self.in_name, self.out_name, self.classes, self.margin, margin_in, margin_out
+            self.name,
+            self.p1,
+            self.p2,
+            self.in_name,
+            self.out_name,
+            self.classes,
+            self.margin,
+            margin_in,
+            margin_out,
+            room_in,
+            room_out,
         )
 
     def counts_class(self, label: str) -> bool:
@@ -118,8 +145,15 @@ class _TrackOnLine:
     side: int | None = None
     crossed_inside: bool | None = None
     crossed_ts: float | None = None
+    crossed_at: float = 0.0
+    """Where along the line (pixels from ``p1``) the last crossing was."""
     prev: Point | None = None
     prev_ts: float | None = None
+    born_in_band: bool = False
+    """First seen inside the band, and no side committed yet."""
+    inferred_extent: float | None = None
+    """Set when the pending crossing was inferred from a birth in the band: the object's length along
+    the line, the reach of the check for a crossing already counted."""
     counted: set[int] = field(default_factory=set)
     pending: list[tuple[int, float]] = field(default_factory=list)
     """Crossings (side reached, time) held until the track is confirmed."""
@@ -159,14 +193,19 @@ class LineCounter:
     :meth:`forget` when a track is removed.
     """
 
-    def __init__(self, lines: Sequence[CountingLine], count_returns: bool = True) -> None:
+    def __init__(self, lines: Sequence[CountingLine], count_returns: bool = True, recent_s: float = 2.0) -> None:
         names = [line.name for line in lines]
         if len(set(names)) != len(names):
             raise ValueError("counting lines need unique names")
         self.lines = list(lines)
         self.count_returns = count_returns
+        self.recent_s = recent_s
         self.counts = LineCounts()
         self._state: dict[tuple[int, str], _TrackOnLine] = {}
+        self._started: float | None = None
+        # (line, time, position along the line, side) of the latest crossings counted; bounded, and
+        # only the last ``recent_s`` seconds of it are ever read.
+        self._recent: deque[tuple[str, float, float, int]] = deque(maxlen=256)
 
     def observe(
         self,
@@ -186,9 +225,11 @@ class LineCounter:
         do not count it twice.
         """
         out: list[Crossing] = []
+        if self._started is None:
+            self._started = ts
         for line in self.lines:
             st = self._state.setdefault((track_id, line.name), _TrackOnLine())
-            self._step(line, st, anchor, ts, size)
+            self._step(line, st, anchor, ts, size, ts > self._started)
             if confirmed and st.pending:
                 out += self._flush(line, st, track_id, label, confidence)
         return out
@@ -200,15 +241,31 @@ class LineCounter:
         for side, when in st.pending:
             if side in st.counted or (st.counted and not self.count_returns) or not line.counts_class(label):
                 continue
+            if st.inferred_extent is not None and self._counted_near(line, side, when, st):
+                st.counted.add(side)  # the same object under a new track: never count it later
+                continue
             st.counted.add(side)
+            self._recent.append((line.name, when, st.crossed_at, side))
             direction = line.in_name if side > 0 else line.out_name
             self.counts.add(line.name, label, direction)
             out.append(Crossing(track_id, line.name, direction, label, when, confidence))
         st.pending.clear()
+        st.inferred_extent = None
         return out
 
-    def _step(self, line: CountingLine, st: _TrackOnLine, p: Point, ts: float, size: tuple[float, float]) -> None:
+    def _counted_near(self, line: CountingLine, side: int, when: float, st: _TrackOnLine) -> bool:
+        """Whether a crossing of ``line`` towards ``side`` was counted near ``st``'s, in place and time."""
+        reach = st.inferred_extent or 0.0
+        return any(
+            name == line.name and s == side and abs(when - t) <= self.recent_s and abs(st.crossed_at - at) <= reach
+            for name, t, at, s in self._recent
+        )
+
+    def _step(
+        self, line: CountingLine, st: _TrackOnLine, p: Point, ts: float, size: tuple[float, float], watching: bool
+    ) -> None:
         d = line.signed_distance(p)
+        first = st.prev is None
         if st.prev is not None and st.prev_ts is not None:
             d_prev = line.signed_distance(st.prev)
             if (d_prev < 0.0 <= d) or (d < 0.0 <= d_prev):
@@ -218,10 +275,28 @@ class LineCounter:
                 t = line.position_along((x, y))
                 st.crossed_inside = -1e-6 <= t <= 1.0 + 1e-6
                 st.crossed_ts = st.prev_ts + frac * (ts - st.prev_ts)
+                st.crossed_at = t * line.length
         st.prev, st.prev_ts = p, ts
         margin_in = line.margin if line.margin_in is None else line.margin_in
         margin_out = line.margin if line.margin_out is None else line.margin_out
         side = 1 if d > margin_in else -1 if d < -margin_out else None
+        if st.born_in_band and side is not None:
+            # Which side it came from is told by the side it settles on: half its extent past the
+            # line (the cab and the body of a truck seen by turns are ~30 px apart), or half the
+            # room the frame leaves there.
+            room = line.room_in if side > 0 else line.room_out
+            settled = line.half_extent(size) if room is None else min(line.half_extent(size), room / 2.0)
+            if abs(d) < settled:
+                side = None
+        if first and side is None and watching:
+            st.born_in_band = True
+            st.crossed_ts, st.crossed_at = ts, line.position_along(p) * line.length
+            st.crossed_inside = -1e-6 <= st.crossed_at / line.length <= 1.0 + 1e-6
+        if side is not None and st.born_in_band:
+            # It came out of the band on this side: it came into view on the line from the other.
+            st.born_in_band = False
+            st.side = -side
+            st.inferred_extent = line.extent_along(size)
         if side is None or (st.counted and side not in st.counted and abs(d) < line.half_extent(size)):
             return
         if (
