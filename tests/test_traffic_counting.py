@@ -312,14 +312,15 @@ def test_a_vehicle_seen_again_on_the_line_under_a_new_track_is_not_counted_again
     # A truck crosses and counts; it stops just past the line, is missed for longer than the tracker
     # keeps tracks and is seen again on the line (its detection now centred on its cab). The new
     # track comes out of the band on the side the old one counted, a second later and at the same
-    # place along the line: the same truck, not counted again. A car doing the same 80 px along the
-    # line (more than a car length away), also within two seconds, is another object and counts.
+    # place along the line: the same truck, not counted again. A car doing the same 40 px along the
+    # line (the next lane: more than half a car length away), also within two seconds, is another
+    # object and counts.
     sc = scene(tracker={"max_lost_s": 0.5})
     frames: list[list[Detection]] = [[det(320, y, w=60, h=90, label="truck")] for y in (150, 180, 210, 240, 252)]
     frames += [[] for _ in range(10)]
     frames += [[det(322, y, w=60, h=90, label="truck")] for y in (243, 250, 262, 280)]
     frames += [[], []]
-    frames += [[det(400, y)] for y in (243, 262, 282, 300)]
+    frames += [[det(360, y)] for y in (243, 262, 282, 300)]
     run(sc, frames)
     assert totals(sc) == {"main": {"truck": {"south": 1}, "car": {"south": 1}}}
 

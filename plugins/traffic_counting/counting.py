@@ -17,9 +17,9 @@ How the known failure modes of counting tools are avoided:
 - Objects appearing on the line: a track first seen inside the band (its object came out from behind
   something standing on the line, or its previous track was lost there) is taken to have come from
   the side opposite the one it settles on (half its extent past the line, or half the room the
-  frame leaves), unless a crossing in that direction was counted within one object length of it
+  frame leaves), unless a crossing in that direction was counted within half its length of it
   along the line in the last ``recent_s`` seconds (the same object, whose detection hopped back
-  onto the line under a new track). Tracks already there when counting starts are not counted:
+  onto the line under a new track; the next lane is further). Tracks already there when counting starts are not counted:
   nobody saw where they came from.
 - Unconfirmed tracks: a crossing seen while its track is tentative is held and only counted once
   the track is confirmed; a track that never gets confirmed never counts.
@@ -153,7 +153,7 @@ class _TrackOnLine:
     """First seen inside the band, and no side committed yet."""
     inferred_extent: float | None = None
     """Set when the pending crossing was inferred from a birth in the band: the object's length along
-    the line, the reach of the check for a crossing already counted."""
+    the line (half of it is the reach of the check for a crossing already counted)."""
     counted: set[int] = field(default_factory=set)
     pending: list[tuple[int, float]] = field(default_factory=list)
     """Crossings (side reached, time) held until the track is confirmed."""
@@ -255,9 +255,9 @@ class LineCounter:
 
     def _counted_near(self, line: CountingLine, side: int, when: float, st: _TrackOnLine) -> bool:
         """Whether a crossing of ``line`` towards ``side`` was counted near ``st``'s, in place and time."""
-        reach = st.inferred_extent or 0.0
+        reach = 0.5 * (st.inferred_extent or 0.0)
         return any(
-            name == line.name and s == side and abs(when - t) <= self.recent_s and abs(st.crossed_at - at) <= reach
+            name == line.name and s == side and abs(when - t) <= self.recent_s and abs(st.crossed_at - at) < reach
             for name, t, at, s in self._recent
         )
 
