@@ -19,8 +19,8 @@ How the known failure modes of counting tools are avoided:
   the side opposite the one it settles on (half its extent past the line, or half the room the
   frame leaves), unless a crossing in that direction was counted within half its length of it
   along the line in the last ``recent_s`` seconds (the same object, whose detection hopped back
-  onto the line under a new track; the next lane is further). Tracks already there when counting starts are not counted:
-  nobody saw where they came from.
+  onto the line under a new track; the next lane is further). Tracks already there when counting
+  starts are not counted: nobody saw where they came from.
 - Unconfirmed tracks: a crossing seen while its track is tentative is held and only counted once
   the track is confirmed; a track that never gets confirmed never counts.
 - ID switches: a track counts at most once per line and direction (only once per line without
