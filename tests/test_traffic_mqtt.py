@@ -99,13 +99,12 @@ def test_clean_scene_counts_match_the_ground_truth(broker: LocalBroker, tmp_path
 def test_busy_scene_counts_stay_close_to_the_ground_truth(broker: LocalBroker, tmp_path: Path) -> None:
     """Dense stop-and-go traffic behind a tree and a lamp post, with lighting drift and sensor noise: the
     demo camera's own scene (busy, seed 1), five minutes of it. The counts per class and direction are
-    within 3 % (summed differences, so the total is too): the same scene measures 2.0 % in process
-    (``python bench/traffic.py --demo-accuracy --seeds 1 --seconds 300``), and the 2 % that counting
-    aims for is measured over many scenes by the bench (docs/traffic_model.md gives the figures per
-    scene), not on one."""
+    within 2 % (summed differences, so the total is too): the scene measures 1.2 % (3 of 247), in
+    process as well (``python bench/traffic.py --demo-accuracy --seeds 1 --seconds 300``); the bench
+    gives the figures over many scenes (docs/traffic_model.md)."""
     expected, got, events = count_over_mqtt(broker, tmp_path, "busy", seed=1, seconds=300)
     total, counted = total_of(expected), total_of(got)
     assert total >= 200, expected
     assert set(got) == set(expected) == {"car", "truck", "bicycle", "person"}
-    assert off_by(expected, got) <= 0.03 * total, (expected, got)
+    assert off_by(expected, got) <= 0.02 * total, (expected, got)
     assert len(events) == counted
