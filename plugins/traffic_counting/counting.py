@@ -159,6 +159,14 @@ class _TrackOnLine:
     """Crossings (side reached, time) held until the track is confirmed."""
 
 
+def _mark_crossing(line: CountingLine, st: _TrackOnLine, at: Point, ts: float) -> None:
+    """Record that ``st``'s track was on ``line`` at point ``at`` at time ``ts``."""
+    t = line.position_along(at)
+    st.crossed_inside = -1e-6 <= t <= 1.0 + 1e-6
+    st.crossed_ts = ts
+    st.crossed_at = t * line.length
+
+
 class LineCounts:
     """Counts by line, class and direction; cumulative and for the current interval."""
 
@@ -272,10 +280,7 @@ class LineCounter:
                 frac = 0.0 if d == d_prev else d_prev / (d_prev - d)
                 x = st.prev[0] + frac * (p[0] - st.prev[0])
                 y = st.prev[1] + frac * (p[1] - st.prev[1])
-                t = line.position_along((x, y))
-                st.crossed_inside = -1e-6 <= t <= 1.0 + 1e-6
-                st.crossed_ts = st.prev_ts + frac * (ts - st.prev_ts)
-                st.crossed_at = t * line.length
+                _mark_crossing(line, st, (x, y), st.prev_ts + frac * (ts - st.prev_ts))
         st.prev, st.prev_ts = p, ts
         margin_in = line.margin if line.margin_in is None else line.margin_in
         margin_out = line.margin if line.margin_out is None else line.margin_out
@@ -290,8 +295,7 @@ class LineCounter:
                 side = None
         if first and side is None and watching:
             st.born_in_band = True
-            st.crossed_ts, st.crossed_at = ts, line.position_along(p) * line.length
-            st.crossed_inside = -1e-6 <= st.crossed_at / line.length <= 1.0 + 1e-6
+            _mark_crossing(line, st, p, ts)
         if side is not None and st.born_in_band:
             # It came out of the band on this side: it came into view on the line from the other.
             st.born_in_band = False
